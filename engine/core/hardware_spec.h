@@ -1,0 +1,49 @@
+#pragma once
+// HardwareSpec: the one place hardware numbers live. Read from JSON files under
+// experiments/hardware/ whose keys carry their units. The engine, the cost model, the LP and the
+// simulator all read this type.
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "engine/core/units.h"
+
+namespace flexgen {
+
+struct HardwareSpec {
+  std::string name;         // "t4-paper", "h100-sxm" ...
+  std::string description;  // free text: where the numbers come from
+
+  // Capacities.
+  Bytes gpu_memory_bytes = 0;
+  Bytes cpu_memory_bytes = 0;
+  Bytes disk_bytes = 0;
+
+  // Links.
+  BytesPerSecond h2d_bytes_per_s = 0;          // CPU -> GPU
+  BytesPerSecond d2h_bytes_per_s = 0;          // GPU -> CPU
+  BytesPerSecond disk_read_bytes_per_s = 0;    // disk -> CPU
+  BytesPerSecond disk_write_bytes_per_s = 0;   // CPU -> disk
+
+  // Achieved compute rates (FlexGen fits separate prefill and decode rates).
+  FlopsPerSecond gpu_gemm_prefill_flops_per_s = 0;
+  FlopsPerSecond gpu_gemm_decode_flops_per_s = 0;
+  FlopsPerSecond gpu_attention_prefill_flops_per_s = 0;
+  FlopsPerSecond gpu_attention_decode_flops_per_s = 0;
+  FlopsPerSecond cpu_attention_flops_per_s = 0;
+
+  // Memory bandwidths of the two processors (for memory-bound terms).
+  BytesPerSecond gpu_memory_bytes_per_s = 0;
+  BytesPerSecond cpu_memory_bytes_per_s = 0;
+
+  void validate() const;  // throws flexgen::Error naming the bad field
+
+  // Strict parsing: every key above must be present (except description), no unknown keys, numbers
+  // positive. Throws flexgen::Error "<file>: <field>: <what is wrong>".
+  static HardwareSpec from_json(const nlohmann::json& json, const std::string& origin = "<json>");
+  static HardwareSpec from_file(const std::filesystem::path& path);
+  nlohmann::json to_json() const;
+};
+
+}  // namespace flexgen
