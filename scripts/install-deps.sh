@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages flexgen-cpp builds with, if any is missing. Run as root.
+# CUDA is not installed here: the CUDA backend is built when nvcc is already present
+# (/usr/local/cuda/bin/nvcc or on PATH), and skipped otherwise.
+set -euo pipefail
+pkgs=(g++ cmake ninja-build pkg-config libglpk-dev libboost-program-options-dev nlohmann-json3-dev
+      libgtest-dev libgmock-dev libbenchmark-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: error: missing packages (${missing[*]}); run as root or install them" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
