@@ -1,0 +1,138 @@
+#include "engine/runtime/plan.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/compress/quant4.h"
+#include "engine/core/error.h"
+#include "engine/model/opt_weights.h"
+
+namespace flexgen {
+
+const char* encoding_name(Encoding e) {
+  switch (e) {
+    case Encoding::kF32: return "f32";
+    case Encoding::kF16: return "f16";
+    case Encoding::kQ4: return "q4";
+  }
+  return "?";
+}
+
+namespace {
+
+Bytes element_bytes(Encoding e) {
+  assert(e != Encoding::kQ4);
+  return e == Encoding::kF32 ? 4 : 2;
+}
+
+// FlexGen's rule: the tier in which the midpoint of the tensor's cumulative byte share falls,
+// tiers ordered disk, CPU, GPU.
+Tier choose_home(double mid_percent, const Placement& placement) {
+  const double disk = placement.disk_percent();
+  if (mid_percent < disk) return Tier::kDisk;
+  if (mid_percent < disk + placement.cpu_percent) return Tier::kCpu;
+  return Tier::kGpu;
+}
+
+// The HF tensors of schedule layer j, in file order, with their shapes.
+std::vector<std::pair<std::string, Shape>> layer_tensors(const ModelSpec& spec, std::int64_t j) {
+  std::vector<std::pair<std::string, Shape>> out;
+  OptWeights unused;
+  const auto slots = opt_tensor_slots(spec, unused);
+  const std::int64_t last = spec.num_layers + 1;
+  for (const TensorSlot& slot : slots) {
+    const std::string& n = slot.name;
+    const bool is_layer = n.rfind("layers.", 0) == 0;
+    if (j == 0) {
+      if (n == "embed_tokens.weight" || n == "embed_positions.weight") out.emplace_back(n, slot.shape);
+    } else if (j == last) {
+      if (n == "final_layer_norm.weight" || n == "final_layer_norm.bias") out.emplace_back(n, slot.shape);
+    } else if (is_layer) {
+      const std::string prefix = "layers." + std::to_string(j - 1) + ".";
+      if (n.rfind(prefix, 0) == 0) out.emplace_back(n, slot.shape);
+    }
+  }
+  if (j == last) {  // the LM head: the output layer's own copy of the tied token embedding
+    out.emplace_back("embed_tokens.weight", Shape{spec.vocab_size, spec.hidden_size});
+  }
+  return out;
+}
+
+}  // namespace
+
+Plan make_plan(const ModelSpec& spec, const Workload& workload, const Policy& policy) {
+  spec.validate();
+  workload.validate();
+  FLEXGEN_REQUIRE(workload.num_sequences == policy.block_size(), "invalid run: ",
+                  workload.num_sequences, " sequences do not fill a block of gpu batch size ",
+                  policy.gpu_batch_size(), " x ", policy.num_gpu_batches(), " batches");
+  FLEXGEN_REQUIRE(workload.prompt_len + workload.gen_len <= spec.max_positions, "invalid run: prompt ",
+                  workload.prompt_len, " + generation ", workload.gen_len, " tokens exceed the model's ",
+                  spec.max_positions, " positions");
+  const Placement& act = policy.activations();
+  Tier act_home;
+  if (act.gpu_percent == 100.0) {
+    act_home = Tier::kGpu;
+  } else if (act.cpu_percent == 100.0) {
+    act_home = Tier::kCpu;
+  } else if (act.disk_percent() == 100.0) {
+    act_home = Tier::kDisk;
+  } else {
+    fail("invalid policy: activations live on one tier: the last two --percent numbers must be "
+         "100 0 (GPU), 0 100 (CPU) or 0 0 (disk); got ", act.gpu_percent, " ", act.cpu_percent);
+  }
+
+  Plan plan{spec, workload, policy};
+  plan.weight_dtype = spec.dtype == DType::kF32 ? Encoding::kF32 : Encoding::kF16;
+  FLEXGEN_REQUIRE(spec.dtype != DType::kBF16, "bf16 models are not supported yet (use f16 or f32)");
+  const ScaleType scale_type = plan.weight_dtype == Encoding::kF32 ? ScaleType::kF32 : ScaleType::kF16;
+
+  // Weights.
+  for (std::int64_t j = 0; j < spec.num_layers + 2; ++j) {
+    PlannedLayer layer;
+    for (auto& [name, shape] : layer_tensors(spec, j)) {
+      PlannedTensor t;
+      t.name = name;
+      t.shape = shape;
+      const bool compress = policy.compress_weight() && shape.size() >= 2;
+      t.encoding = compress ? Encoding::kQ4 : plan.weight_dtype;
+      t.bytes = compress ? quantized_bytes(shape, QuantSpec{64, 0, scale_type})
+                         : shape_numel(shape) * element_bytes(t.encoding);
+      layer.tensors.push_back(std::move(t));
+    }
+    Bytes total = 0;
+    for (const PlannedTensor& t : layer.tensors) total += t.bytes;
+    Bytes cumulative = 0;
+    for (PlannedTensor& t : layer.tensors) {
+      cumulative += t.bytes;
+      const double mid = (static_cast<double>(cumulative) - static_cast<double>(t.bytes) / 2.0) /
+                         static_cast<double>(total) * 100.0;
+      t.home = choose_home(mid, policy.weights());
+      layer.home_bytes[t.home] += t.bytes;
+    }
+    plan.layers.push_back(std::move(layer));
+  }
+
+  // KV cache.
+  CachePlan& cache = plan.cache;
+  cache.units = policy.gpu_batch_size() * spec.num_heads;
+  // Boundaries by rounding the cumulative shares, so that shares summing to 100% leave no unit on
+  // disk by truncation.
+  const double units = static_cast<double>(cache.units);
+  const auto gpu_end = static_cast<std::int64_t>(std::llround(units * policy.cache().gpu_percent / 100.0));
+  const auto cpu_end = std::min(cache.units, static_cast<std::int64_t>(std::llround(
+      units * (policy.cache().gpu_percent + policy.cache().cpu_percent) / 100.0)));
+  cache.units_on[static_cast<int>(Tier::kGpu)] = gpu_end;
+  cache.units_on[static_cast<int>(Tier::kCpu)] = cpu_end - gpu_end;
+  cache.units_on[static_cast<int>(Tier::kDisk)] = cache.units - cpu_end;
+  cache.capacity = workload.prompt_len + workload.gen_len - 1;
+  cache.row_bytes = policy.compress_cache()
+                        ? quantized_bytes(Shape{1, spec.head_dim()}, QuantSpec{64, 1, scale_type})
+                        : spec.head_dim() * element_bytes(plan.weight_dtype);
+
+  plan.activation_home = act_home;
+  plan.activation_bytes_per_token = spec.hidden_size * element_bytes(plan.weight_dtype);
+  return plan;
+}
+
+}  // namespace flexgen
