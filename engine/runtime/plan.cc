@@ -85,7 +85,7 @@ Plan make_plan(const ModelSpec& spec, const Workload& workload, const Policy& po
   Plan plan{spec, workload, policy};
   plan.weight_dtype = spec.dtype == DType::kF32 ? Encoding::kF32 : Encoding::kF16;
   FLEXGEN_REQUIRE(spec.dtype != DType::kBF16, "bf16 models are not supported yet (use f16 or f32)");
-  const ScaleType scale_type = plan.weight_dtype == Encoding::kF32 ? ScaleType::kF32 : ScaleType::kF16;
+  const ScaleType scale_type = plan.weight_dtype == Encoding::kF32 ? ScaleType::kFloat32 : ScaleType::kFloat16;
 
   // Weights.
   for (std::int64_t j = 0; j < spec.num_layers + 2; ++j) {
@@ -96,7 +96,7 @@ Plan make_plan(const ModelSpec& spec, const Workload& workload, const Policy& po
       t.shape = shape;
       const bool compress = policy.compress_weight() && shape.size() >= 2;
       t.encoding = compress ? Encoding::kQ4 : plan.weight_dtype;
-      t.bytes = compress ? quantized_bytes(shape, QuantSpec{64, 0, scale_type})
+      t.bytes = compress ? quantized_bytes(shape, weight_quant_spec(scale_type))
                          : shape_numel(shape) * element_bytes(t.encoding);
       layer.tensors.push_back(std::move(t));
     }
@@ -127,7 +127,7 @@ Plan make_plan(const ModelSpec& spec, const Workload& workload, const Policy& po
   cache.units_on[static_cast<int>(Tier::kDisk)] = cache.units - cpu_end;
   cache.capacity = workload.prompt_len + workload.gen_len - 1;
   cache.row_bytes = policy.compress_cache()
-                        ? quantized_bytes(Shape{1, spec.head_dim()}, QuantSpec{64, 1, scale_type})
+                        ? quantized_bytes(Shape{1, spec.head_dim()}, cache_quant_spec(scale_type))
                         : spec.head_dim() * element_bytes(plan.weight_dtype);
 
   plan.activation_home = act_home;

@@ -206,14 +206,15 @@ class Generator {
     return -1;
   }
 
-  TaskId add(TaskKind kind, const Visit& v, std::int32_t batch, std::int64_t slot,
-             std::vector<TaskId> deps) {
+  TaskId add(TaskKind kind, const Visit& v, std::int32_t batch, std::vector<TaskId> deps) {
     Task t;
     t.kind = kind;
     t.token = v.token;
     t.layer = v.layer;
     t.batch = batch;
-    t.slot = static_cast<std::int32_t>(slot);
+    t.weight_slot = static_cast<std::int8_t>(v.step % 2);
+    t.cache_slot = static_cast<std::int8_t>(v.cache_idx >= 0 ? v.cache_idx % 2 : -1);
+    t.act_slot = static_cast<std::int8_t>(v.act_idx >= 0 ? v.act_idx % 2 : -1);
     deps.erase(std::remove(deps.begin(), deps.end(), kNone), deps.end());
     std::sort(deps.begin(), deps.end());
     deps.erase(std::unique(deps.begin(), deps.end()), deps.end());
@@ -229,14 +230,14 @@ class Generator {
     const Bytes load = layer.load_bytes();
     TaskId read = kNone, loaded = kNone;
     if (disk > 0) {
-      read = add(TaskKind::kWeightRead, v, -1, step % 2, {weight_load_of(step - 2)});
+      read = add(TaskKind::kWeightRead, v, -1, {weight_load_of(step - 2)});
       last().bytes.disk_read = disk;
     }
     if (load > 0) {
       std::vector<TaskId> deps = {read};
       auto it = step_computes_.find(step - 2);
       if (it != step_computes_.end()) deps.insert(deps.end(), it->second.begin(), it->second.end());
-      loaded = add(TaskKind::kWeightLoad, v, -1, step % 2, deps);
+      loaded = add(TaskKind::kWeightLoad, v, -1, deps);
       last().bytes.h2d = load;
     }
     weight_load_[step] = loaded;
@@ -256,16 +257,16 @@ class Generator {
       const std::int64_t back = two_back(vi, /*cache=*/true);
       const std::int64_t positions = cached_positions(v);
       if (units(Tier::kDisk) > 0) {
-        t.cache_read = add(TaskKind::kCacheRead, v, v.batch, v.cache_idx % 2,
-                           {back >= 0 ? vt_[back].cache_load : kNone,
+        t.cache_read = add(TaskKind::kCacheRead, v, v.batch, {back >= 0 ? vt_[back].cache_load : kNone,
+                            back >= 0 ? vt_[back].cache_write : kNone,
+                            back >= 0 ? vt_[back].last_gpu() : kNone,
                             prev >= 0 ? vt_[prev].cache_write : kNone});
         last().bytes.disk_read = p.cache_bytes(units(Tier::kDisk), positions);
         last().positions = positions;
       }
       const std::int64_t su = slot_units(v);
       if (su > 0) {
-        t.cache_load = add(TaskKind::kCacheLoad, v, v.batch, v.cache_idx % 2,
-                           {t.cache_read, back >= 0 ? vt_[back].last_gpu() : kNone,
+        t.cache_load = add(TaskKind::kCacheLoad, v, v.batch, {t.cache_read, back >= 0 ? vt_[back].last_gpu() : kNone,
                             back >= 0 ? vt_[back].cache_store : kNone,
                             prev >= 0 ? vt_[prev].cache_store : kNone,
                             prev >= 0 ? vt_[prev].cpu_attention : kNone});
@@ -280,12 +281,10 @@ class Generator {
       const std::int64_t back = two_back(vi, /*cache=*/false);
       const Bytes bytes = p.activation_bytes(tokens_in(v));
       if (p.activation_home == Tier::kDisk) {
-        t.act_read = add(TaskKind::kActRead, v, v.batch, v.act_idx % 2,
-                         {vt_[prod].act_write, back >= 0 ? vt_[back].act_load : kNone});
+        t.act_read = add(TaskKind::kActRead, v, v.batch, {vt_[prod].act_write, back >= 0 ? vt_[back].act_load : kNone});
         last().bytes.disk_read = bytes;
       }
-      t.act_load = add(TaskKind::kActLoad, v, v.batch, v.act_idx % 2,
-                       {t.act_read, vt_[prod].act_store, back >= 0 ? vt_[back].last_gpu() : kNone,
+      t.act_load = add(TaskKind::kActLoad, v, v.batch, {t.act_read, vt_[prod].act_store, back >= 0 ? vt_[back].last_gpu() : kNone,
                         back >= 0 ? vt_[back].act_store : kNone});
       last().bytes.h2d = bytes;
     }
@@ -306,7 +305,7 @@ class Generator {
                                 prod >= 0 ? vt_[prod].last_gpu() : kNone,
                                 prev >= 0 ? vt_[prev].last_gpu() : kNone};
     if (!is_decoder(v)) {
-      t.compute = add(TaskKind::kCompute, v, v.batch, v.step % 2, deps);
+      t.compute = add(TaskKind::kCompute, v, v.batch, deps);
       if (v.layer > 0) last().gemm_flops = 2.0 * b * h * static_cast<double>(p.spec.vocab_size);
       step_computes_[v.step].push_back(t.compute);
       return;
@@ -319,32 +318,32 @@ class Generator {
     const double positions = decode(v) ? static_cast<double>(cached_positions(v) + 1) : 0.0;
     const double pair_positions = decode(v) ? positions : tokens * (tokens + 1.0) / 2.0;
     const double kept = sparse(v) ? static_cast<double>(kept_positions(v) + 1) : pair_positions;
-    t.compute = add(TaskKind::kCompute, v, v.batch, v.step % 2, deps);
+    t.compute = add(TaskKind::kCompute, v, v.batch, deps);
     last().gemm_flops = 2.0 * b * tokens * h * 3.0 * h;
-    last().attention_flops = gpu_side_units * 2.0 * hd * pair_positions;  // scores
+    // Scores here; with dense attention the weighted sum of values too, with sparse attention the
+  // weighted sum over the kept positions comes in the post task once their values are in.
+  last().attention_flops = gpu_side_units * 2.0 * hd * pair_positions * (sparse(v) ? 1.0 : 2.0);
     last().positions = decode(v) ? cached_positions(v) + 1 : tokens_in(v);
     std::vector<TaskId> post_deps = {t.compute};
     if (sparse(v) && slot_units(v) > 0) {
-      post_deps.push_back(add(TaskKind::kValueGather, v, v.batch, v.cache_idx % 2,
-                              {t.compute, t.cache_read, prev >= 0 ? vt_[prev].cache_store : kNone}));
+      post_deps.push_back(add(TaskKind::kValueGather, v, v.batch, {t.compute, t.cache_read, prev >= 0 ? vt_[prev].cache_store : kNone}));
       last().bytes.h2d = slot_units(v) * kept_positions(v) * p.cache.row_bytes;
       last().positions = kept_positions(v);
     }
     if (delegated(v)) {
       const Bytes per_unit_vector = p.spec.head_dim() * (p.weight_dtype == Encoding::kF32 ? 4 : 2);
-      const TaskId store = add(TaskKind::kDelegateStore, v, v.batch, v.cache_idx % 2, {t.compute});
+      const TaskId store = add(TaskKind::kDelegateStore, v, v.batch, {t.compute});
       last().bytes.d2h = 3 * units(Tier::kCpu) * per_unit_vector;  // query, new key, new value
-      t.cpu_attention = add(TaskKind::kCpuAttention, v, v.batch, v.cache_idx % 2,
-                            {store, prev >= 0 ? vt_[prev].cpu_attention : kNone,
+      t.cpu_attention = add(TaskKind::kCpuAttention, v, v.batch, {store, prev >= 0 ? vt_[prev].cpu_attention : kNone,
                              prev >= 0 ? vt_[prev].cache_store : kNone});
       last().attention_flops = cpu_units * 2.0 * hd * (positions + kept);
       last().positions = cached_positions(v) + 1;
-      post_deps.push_back(add(TaskKind::kDelegateLoad, v, v.batch, v.cache_idx % 2, {t.cpu_attention}));
+      post_deps.push_back(add(TaskKind::kDelegateLoad, v, v.batch, {t.cpu_attention}));
       last().bytes.h2d = units(Tier::kCpu) * per_unit_vector;  // attention output
     }
-    t.post = add(TaskKind::kComputePost, v, v.batch, v.step % 2, post_deps);
+    t.post = add(TaskKind::kComputePost, v, v.batch, post_deps);
     last().gemm_flops = 2.0 * b * tokens * h * h + 4.0 * b * tokens * h * f;
-    last().attention_flops = gpu_side_units * 2.0 * hd * kept;  // weighted sum of values
+    if (sparse(v)) last().attention_flops = gpu_side_units * 2.0 * hd * kept;
     step_computes_[v.step].push_back(t.compute);
     step_computes_[v.step].push_back(t.post);
   }
@@ -361,13 +360,12 @@ class Generator {
       const std::int64_t rows = tokens_in(v);
       const std::int64_t back = two_back(vi, /*cache=*/true);
       if (stored_units > 0) {
-        t.cache_store = add(TaskKind::kCacheStore, v, v.batch, v.cache_idx % 2,
-                            {t.last_gpu(), back >= 0 ? vt_[back].cache_write : kNone});
+        t.cache_store = add(TaskKind::kCacheStore, v, v.batch, {t.last_gpu(), back >= 0 ? vt_[back].cache_write : kNone});
         last().bytes.d2h = p.cache_bytes(stored_units, rows);
         last().positions = rows;
       }
       if (units(Tier::kDisk) > 0) {
-        t.cache_write = add(TaskKind::kCacheWrite, v, v.batch, v.cache_idx % 2, {t.cache_store});
+        t.cache_write = add(TaskKind::kCacheWrite, v, v.batch, {t.cache_store});
         last().bytes.disk_write = p.cache_bytes(units(Tier::kDisk), rows);
         last().positions = rows;
       }
@@ -376,11 +374,10 @@ class Generator {
     if (p.activation_home != Tier::kGpu && v.layer <= L_) {
       const std::int64_t back = two_back(vi, /*cache=*/false);
       const Bytes bytes = p.activation_bytes(tokens_in(v));
-      t.act_store = add(TaskKind::kActStore, v, v.batch, v.act_idx % 2,
-                        {t.last_gpu(), back >= 0 ? vt_[back].act_write : kNone});
+      t.act_store = add(TaskKind::kActStore, v, v.batch, {t.last_gpu(), back >= 0 ? vt_[back].act_write : kNone});
       last().bytes.d2h = bytes;
       if (p.activation_home == Tier::kDisk) {
-        t.act_write = add(TaskKind::kActWrite, v, v.batch, v.act_idx % 2, {t.act_store});
+        t.act_write = add(TaskKind::kActWrite, v, v.batch, {t.act_store});
         last().bytes.disk_write = bytes;
       }
     }

@@ -55,7 +55,9 @@ struct Task {
   std::int32_t token = 0;   // step i
   std::int32_t layer = 0;   // schedule layer j (0 embedding, 1..L decoder, L+1 output)
   std::int32_t batch = 0;   // gpu batch k; -1 for per-layer weight tasks
-  std::int32_t slot = 0;    // double-buffer slot the task reads or writes
+  // Double-buffer slots of the visit (-1 where the visit uses none): weights of its layer, cache
+  // of its (layer, batch), activations of its batch.
+  std::int8_t weight_slot = -1, cache_slot = -1, act_slot = -1;
   LinkBytes bytes;          // bytes over the task's link (one of the four fields, or none)
   Flops gemm_flops = 0;     // matrix products on the task's compute resource
   Flops attention_flops = 0;  // attention (scores and weighted sums)

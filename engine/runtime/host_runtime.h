@@ -1,0 +1,67 @@
+#pragma once
+// The offloading runtime on the host backend: the whole system of FlexGen — three memory tiers,
+// placement from a Policy, the block schedule, double buffers, 4-bit compression, top-k sparse
+// attention, CPU delegation — with the "GPU" tier a separate pool of host memory with its own
+// budget, so that placement, capacity and traffic behave exactly as on a GPU and every path is
+// tested without one. The CUDA backend plugs into the same Plan, Schedule and Executor.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "engine/model/opt_weights.h"
+#include "engine/runtime/executor.h"
+#include "engine/runtime/memory_plan.h"
+#include "engine/runtime/plan.h"
+#include "engine/runtime/schedule.h"
+
+namespace flexgen {
+
+struct RuntimeOptions {
+  TierBytes budgets;                    // --gpu-mem, --cpu-mem, --disk-mem
+  std::filesystem::path offload_dir;    // --offload-dir (disk tier)
+  ScheduleKind schedule = ScheduleKind::kZigZag;
+  bool keep_task_timings = false;       // fill RunReport::task_timings
+};
+
+struct RunReport {
+  // Generated tokens per sequence (block order: batch 0's sequences first), truncated after the
+  // stop token when one is set.
+  std::vector<std::vector<std::int32_t>> tokens;
+  double prefill_s = 0;        // from the start to the end of the last prefill task
+  double decode_s = 0;         // the rest
+  double total_s = 0;
+  std::int64_t generated_tokens = 0;  // block size x gen_len (stop tokens do not shorten the work)
+  double throughput_tok_s = 0;        // generated_tokens / total_s
+  double decode_throughput_tok_s = 0; // block size x (gen_len - 1) / decode_s
+  TierBytes peak;                     // bytes allocated on each tier (the peak: all up front)
+  TierBytes planned;                  // what the memory plan predicted
+  LinkBytes moved;                    // bytes the runtime moved over each link
+  std::vector<TaskTiming> task_timings;
+};
+
+class HostRuntime {
+ public:
+  // Checks the plan against the budgets (throws flexgen::Error before allocating anything), then
+  // allocates every buffer and places the weights on their home tiers.
+  HostRuntime(const Plan& plan, const OptWeights& weights, const RuntimeOptions& options);
+  ~HostRuntime();
+  HostRuntime(const HostRuntime&) = delete;
+  HostRuntime& operator=(const HostRuntime&) = delete;
+
+  // Runs the block: `prompts` holds block_size prompts of at most prompt_len tokens each (left-
+  // padded to prompt_len). Sampling per sequence is seeded from `sampling.seed` and the sequence's
+  // index in the block.
+  RunReport generate(const std::vector<std::vector<std::int32_t>>& prompts, const SamplingConfig& sampling,
+                     std::optional<std::int32_t> stop_token);
+
+  const Schedule& schedule() const;
+  const MemoryPlan& memory_plan() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace flexgen
