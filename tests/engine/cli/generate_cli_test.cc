@@ -1,0 +1,144 @@
+// `flexgen generate` end to end, and its errors: one line on stderr, a non-zero exit, no output.
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "engine/text/bpe_tokenizer.h"
+#include "support/fixture.h"
+#include "support/run_command.h"
+
+namespace flexgen {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::run_flexgen;
+using testing::shell_quote;
+using testing::tiny_opt_dir;
+using testing::tiny_opt_reference;
+
+std::string tiny() { return "--model " + shell_quote(tiny_opt_dir().string()); }
+
+int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+// A scratch model directory, removed afterwards.
+class ModelDir {
+ public:
+  ModelDir() : dir_(std::filesystem::temp_directory_path() / ("flexgen-cli-model-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++))) {
+    std::filesystem::create_directories(dir_);
+    for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt"}) {
+      std::filesystem::copy_file(tiny_opt_dir() / f, dir_ / f);
+    }
+  }
+  ~ModelDir() { std::filesystem::remove_all(dir_); }
+  const std::filesystem::path& path() const { return dir_; }
+  void write(const char* name, const std::string& content) const {
+    std::ofstream(dir_ / name, std::ios::binary | std::ios::trunc) << content;
+  }
+  std::string arg() const { return "--model " + shell_quote(dir_.string()); }
+
+ private:
+  static inline int counter_ = 0;
+  std::filesystem::path dir_;
+};
+
+TEST(GenerateCli, HelloContinuationMatchesHfGenerate) {
+  const auto& ref = tiny_opt_reference();
+  const auto r = run_flexgen(tiny() + " --prompt Hello --gen-len 16");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string expected = "Hello" + ref["hello_new_text"].get<std::string>() + "\n";
+  EXPECT_EQ(r.out, expected);
+}
+
+TEST(GenerateCli, JsonTokensMatchHfGenerate) {
+  const auto& ref = tiny_opt_reference();
+  const auto r = run_flexgen(tiny() + " --prompt Hello --gen-len 16 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["sequences"][0]["output_tokens"].get<std::vector<int>>(),
+            ref["hello_new_tokens"].get<std::vector<int>>());
+  EXPECT_EQ(j["model"], "tiny-opt");
+  EXPECT_GT(j["throughput_tok_s"].get<double>(), 0.0);
+}
+
+TEST(GenerateCli, HelpListsFlexGenFlags) {
+  const auto r = run_flexgen("generate --help");
+  ASSERT_EQ(r.exit_code, 0);
+  for (const char* flag : {"--model", "--prompt-len", "--gen-len", "--gpu-batch-size", "--num-gpu-batches",
+                           "--percent", "--compress-weight", "--compress-cache", "--attn-sparsity",
+                           "--cpu-cache-compute", "--overlap", "--json"}) {
+    EXPECT_THAT(r.out, HasSubstr(flag));
+  }
+}
+
+// Each bad input: exit code non-zero, exactly one line on stderr naming the problem, nothing on
+// stdout.
+void expect_clean_failure(const std::string& args, const std::string& needle) {
+  const auto r = run_flexgen(args);
+  EXPECT_NE(r.exit_code, 0) << args;
+  EXPECT_LT(r.exit_code, 128) << "crashed: " << args;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(needle)) << args;
+  EXPECT_EQ(r.out, "") << args;
+}
+
+TEST(GenerateCli, UnknownModelName) { expect_clean_failure("generate --model opt-7b", "opt-6.7b"); }
+
+TEST(GenerateCli, InvalidPolicies) {
+  expect_clean_failure("generate " + tiny() + " --prompt Hi --percent 80 30 100 0 100 0", "exceeds 100");
+  expect_clean_failure("generate " + tiny() + " --prompt Hi --gpu-batch-size 0", "gpu-batch-size");
+  expect_clean_failure("generate " + tiny() + " --prompt Hi --percent 100 0", "six numbers");
+  expect_clean_failure("generate " + tiny() + " --prompt Hi --attn-sparsity 0", "sparsity");
+}
+
+TEST(GenerateCli, TruncatedSafetensors) {
+  ModelDir dir;
+  const auto size = std::filesystem::file_size(dir.path() / "model.safetensors");
+  std::filesystem::resize_file(dir.path() / "model.safetensors", size / 2);
+  expect_clean_failure("generate " + dir.arg() + " --prompt Hi", "model.safetensors");
+}
+
+TEST(GenerateCli, LyingSafetensorsHeader) {
+  ModelDir dir;
+  std::string header = R"({"model.decoder.embed_tokens.weight":{"dtype":"F32","shape":[767,64],"data_offsets":[0,999999999]}})";
+  std::string bytes(8, '\0');
+  const std::uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) bytes[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+  dir.write("model.safetensors", bytes + header + std::string(64, '\0'));
+  expect_clean_failure("generate " + dir.arg() + " --prompt Hi", "model.safetensors");
+}
+
+TEST(GenerateCli, BadConfigJson) {
+  ModelDir dir;
+  dir.write("config.json", "{\"model_type\": \"opt\", \"hidden_size\": ");
+  expect_clean_failure("generate " + dir.arg() + " --prompt Hi", "config.json");
+}
+
+TEST(GenerateCli, WrongShapeInConfig) {
+  ModelDir dir;
+  std::ifstream in(tiny_opt_dir() / "config.json");
+  auto config = nlohmann::json::parse(in);
+  config["ffn_dim"] = 128;
+  dir.write("config.json", config.dump());
+  expect_clean_failure("generate " + dir.arg() + " --prompt Hi", "fc1");
+}
+
+TEST(GenerateCli, MissingTokenizerForTextPrompt) {
+  ModelDir dir;
+  std::filesystem::remove(dir.path() / "merges.txt");
+  expect_clean_failure("generate " + dir.arg() + " --prompt Hi", "merges.txt");
+}
+
+TEST(GenerateCli, UnknownCommandAndFlag) {
+  expect_clean_failure("frobnicate", "unknown command");
+  expect_clean_failure("generate " + tiny() + " --no-such-flag", "no-such-flag");
+}
+
+}  // namespace
+}  // namespace flexgen
