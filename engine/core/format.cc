@@ -1,0 +1,29 @@
+#include "engine/core/format.h"
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+
+namespace flexgen {
+
+std::string format_bytes(Bytes bytes) {
+  const bool negative = bytes < 0;
+  // Magnitude as double; exact for every count below 2^53 and close enough beyond.
+  const double magnitude = std::fabs(static_cast<double>(bytes));
+  const std::string sign = negative ? "-" : "";
+  if (magnitude < 1024.0) return sign + std::to_string(static_cast<long long>(magnitude)) + " B";
+
+  static constexpr std::array<const char*, 6> kUnits = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double value = magnitude / 1024.0;
+  std::size_t unit = 0;
+  // Move up while the value, rounded to one decimal, would print as 1024.0 or more.
+  while (unit + 1 < kUnits.size() && std::round(value * 10.0) >= 1024.0 * 10.0) {
+    value /= 1024.0;
+    ++unit;
+  }
+  std::array<char, 32> text{};
+  std::snprintf(text.data(), text.size(), "%.1f %s", value, kUnits[unit]);
+  return sign + text.data();
+}
+
+}  // namespace flexgen
