@@ -37,13 +37,19 @@ struct HardwareSpec {
   BytesPerSecond gpu_memory_bytes_per_s = 0;
   BytesPerSecond cpu_memory_bytes_per_s = 0;
 
-  void validate() const;  // throws flexgen::Error naming the bad field
+  // Throws flexgen::Error "invalid hardware '<name>': field '<key>' ..." for an empty name or a
+  // number that is not positive and finite.
+  void validate() const;
 
-  // Strict parsing: every key above must be present (except description), no unknown keys, numbers
-  // positive. Throws flexgen::Error "<file>: <field>: <what is wrong>".
+  bool operator==(const HardwareSpec&) const = default;
+
+  // Strict parsing: every key above must be present (except description), no unknown keys. Byte
+  // counts are positive whole numbers (16e9 is accepted as 16000000000), the rates positive finite
+  // numbers; strings such as "16GiB" are not accepted in files (see units_parse.h for flags).
+  // Throws flexgen::Error "<origin>: field '<key>': <what is wrong>" (one line).
   static HardwareSpec from_json(const nlohmann::json& json, const std::string& origin = "<json>");
-  static HardwareSpec from_file(const std::filesystem::path& path);
-  nlohmann::json to_json() const;
+  static HardwareSpec from_file(const std::filesystem::path& path);  // origin = the path
+  nlohmann::json to_json() const;  // from_json(to_json()) == *this
 };
 
 }  // namespace flexgen

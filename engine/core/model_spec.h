@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "engine/core/units.h"
 
 namespace flexgen {
@@ -45,14 +47,24 @@ struct ModelSpec {
   // KV cache bytes for one token of one sequence in one layer (key and value).
   Bytes cache_bytes_per_token_per_layer() const { return 2 * hidden_size * dtype_bytes(dtype); }
 
-  // Throws flexgen::Error for an inconsistent spec (hidden not divisible by heads, zeros ...).
+  // Throws flexgen::Error for an inconsistent spec: a non-positive size, hidden_size not divisible
+  // by num_heads, a token id outside the vocabulary, or a size beyond the limits that keep every
+  // count above exact in 64 bits (layers <= 65536, hidden <= 262144, ffn <= 1048576,
+  // vocab and positions <= 16777216). The counts above assume a validated spec.
   void validate() const;
 
-  // "opt-6.7b" (also "facebook/opt-6.7b"); throws flexgen::Error listing the known names.
+  bool operator==(const ModelSpec&) const = default;
+
+  // "opt-6.7b", also "facebook/opt-6.7b", any case; throws flexgen::Error listing the known names.
   static ModelSpec from_name(const std::string& name);
-  // Reads an HF config.json of an OPTForCausalLM; throws flexgen::Error naming the bad field.
+  // Reads an HF config.json of an OPTForCausalLM (or the directory holding it); the name is the
+  // directory's name. Only pre-LayerNorm OPT without an embedding projection is supported (not
+  // opt-350m). Throws flexgen::Error "<path>: ..." naming the bad field.
   static ModelSpec from_config_json(const std::filesystem::path& config_path);
-  static std::vector<std::string> known_names();
+  // The same from an already parsed config; `origin` starts every error message.
+  static ModelSpec from_config(const nlohmann::json& config, const std::string& name,
+                               const std::string& origin);
+  static std::vector<std::string> known_names();  // "opt-125m", "opt-1.3b" ... "opt-175b"
 };
 
 }  // namespace flexgen

@@ -11,10 +11,12 @@
 
 namespace flexgen {
 
+// Percent of a kind of data on the GPU and the CPU; the rest is on disk.
 struct Placement {
   double gpu_percent = 100.0;
   double cpu_percent = 0.0;
   double disk_percent() const { return 100.0 - gpu_percent - cpu_percent; }
+  bool operator==(const Placement&) const = default;
 };
 
 // Everything a user may set; Policy::create validates it.
@@ -35,11 +37,16 @@ struct PolicyConfig {
 
   // Sets weights/cache/activations from FlexGen's six numbers "wg wc cg cc hg hc".
   void set_percent(const std::array<double, 6>& percent);
+  bool operator==(const PolicyConfig&) const = default;
 };
 
 class Policy {
  public:
-  static Policy create(const PolicyConfig& config);  // throws flexgen::Error
+  // Checks: gpu_batch_size and num_gpu_batches >= 1 (and their product fits 64 bits), each percent
+  // in [0, 100], gpu + cpu <= 100 for weights, cache and activations, attn_sparsity in (0, 1], and
+  // 4-bit compression in groups of 64 (the only supported format). Throws flexgen::Error with a
+  // message such as "invalid policy: weight placement gpu 80% + cpu 30% exceeds 100%".
+  static Policy create(const PolicyConfig& config);
 
   const PolicyConfig& config() const { return config_; }
   std::int64_t gpu_batch_size() const { return config_.gpu_batch_size; }
@@ -55,9 +62,27 @@ class Policy {
   bool compress_cache() const { return config_.compress_cache; }
   double attn_sparsity() const { return config_.attn_sparsity; }
 
+  int compress_bits() const { return config_.compress_bits; }
+  int compress_group_size() const { return config_.compress_group_size; }
+
   std::array<double, 6> percent() const;  // "wg wc cg cc hg hc"
-  std::string to_string() const;          // one line, FlexGen-style flags
+  // One line of FlexGen-style flags, e.g.
+  //   --gpu-batch-size 48 --num-gpu-batches 3 --percent 20 80 0 100 0 100 --cpu-cache-compute
+  // followed by only the switches that differ from the defaults: --overlap false,
+  // --pin-weight false, --cpu-cache-compute, --compress-weight, --compress-cache,
+  // --attn-sparsity <fraction>.
+  std::string to_string() const;
+
+  // For results rows: {"gpu_batch_size", "num_gpu_batches", "percent": [six numbers], "overlap",
+  // "pin_weight", "cpu_cache_compute", "compress_weight", "compress_cache", "attn_sparsity",
+  // "compress_bits", "compress_group_size"}.
   nlohmann::json to_json() const;
+  // Strict: gpu_batch_size, num_gpu_batches and percent are required, the other keys optional
+  // (PolicyConfig's defaults), unknown keys rejected; then create() validates. Throws
+  // flexgen::Error "<origin>: ...".
+  static Policy from_json(const nlohmann::json& json, const std::string& origin = "policy");
+
+  bool operator==(const Policy&) const = default;
 
  private:
   explicit Policy(PolicyConfig config) : config_(config) {}
