@@ -107,8 +107,8 @@ int run_generate(const std::vector<std::string>& args) {
   desc.add_options()("help,h", "show this help")(
       "prompt", po::value(&prompt_texts)->composing(), "a prompt (repeatable: one sequence each)");
   add_run_options(desc, flags);
-  po::options_description runtime("Memory tiers and schedule");
-  runtime.add_options()
+  po::options_description tiers("Memory tiers and schedule");
+  tiers.add_options()
       ("gpu-mem", po::value(&gpu_mem)->default_value(gpu_mem), "GPU tier budget (e.g. 16GiB, 8e9, unlimited)")
       ("cpu-mem", po::value(&cpu_mem)->default_value(cpu_mem), "CPU tier budget")
       ("disk-mem", po::value(&disk_mem)->default_value(disk_mem), "disk tier budget")
@@ -116,7 +116,7 @@ int run_generate(const std::vector<std::string>& args) {
       ("schedule", po::value(&schedule)->default_value(schedule), "zig-zag or row-by-row")
       ("stop-token", po::value(&stop_token),
        "token id that ends a sequence (default: the model's end token; -1: none)");
-  desc.add(runtime);
+  desc.add(tiers);
   po::variables_map vm;
   if (!parse_command_line(args, kUsage, desc, vm)) return 0;
   flags.gpu_batch_size_given = vm.count("gpu-batch-size") > 0;

@@ -82,7 +82,7 @@ Plan make_plan(const ModelSpec& spec, const Workload& workload, const Policy& po
          "100 0 (GPU), 0 100 (CPU) or 0 0 (disk); got ", act.gpu_percent, " ", act.cpu_percent);
   }
 
-  Plan plan{spec, workload, policy};
+  Plan plan{spec, workload, policy, Encoding::kF16, {}, {}, Tier::kGpu, 0};
   plan.weight_dtype = spec.dtype == DType::kF32 ? Encoding::kF32 : Encoding::kF16;
   FLEXGEN_REQUIRE(spec.dtype != DType::kBF16, "bf16 models are not supported yet (use f16 or f32)");
   const ScaleType scale_type = plan.weight_dtype == Encoding::kF32 ? ScaleType::kFloat32 : ScaleType::kFloat16;

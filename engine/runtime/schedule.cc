@@ -62,8 +62,8 @@ LinkBytes Schedule::total_bytes() const {
   return total;
 }
 
-std::int64_t Schedule::count(TaskKind kind) const {
-  return std::count_if(tasks.begin(), tasks.end(), [kind](const Task& t) { return t.kind == kind; });
+std::int64_t Schedule::count(TaskKind which) const {
+  return std::count_if(tasks.begin(), tasks.end(), [which](const Task& t) { return t.kind == which; });
 }
 
 namespace {
@@ -89,7 +89,7 @@ struct VisitTasks {
 class Generator {
  public:
   Generator(const Plan& plan, ScheduleKind kind) : plan_(plan), kind_(kind) {
-    L_ = plan.spec.num_layers;
+    L_ = static_cast<std::int32_t>(plan.spec.num_layers);
     gen_len_ = static_cast<std::int32_t>(plan.workload.gen_len);
     num_batches_ = static_cast<std::int32_t>(plan.policy.num_gpu_batches());
     make_visits();
