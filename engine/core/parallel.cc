@@ -163,8 +163,7 @@ void parallel_for(std::int64_t n, std::int64_t grain, const Body& body) {
     return;
   }
   std::shared_ptr<ThreadPool> p = pool();
-  const std::int64_t chunks =
-      std::min<std::int64_t>(p->threads(), (n + grain - 1) / grain);
+  const std::int64_t chunks = std::min<std::int64_t>(p->threads(), (n + grain - 1) / grain);
   if (chunks <= 1 || !p->try_run(n, chunks, body)) body(0, n);
 }
 

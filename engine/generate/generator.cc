@@ -25,8 +25,8 @@ GenerateOptions generate_options(const Workload& workload) {
 
 GenerationResult generate(CausalLm& model, const std::vector<std::vector<std::int32_t>>& prompts,
                           const GenerateOptions& options) {
-  FLEXGEN_REQUIRE(options.max_new_tokens >= 0, "generate: max_new_tokens ",
-                  options.max_new_tokens, " is negative");
+  FLEXGEN_REQUIRE(options.max_new_tokens >= 0, "generate: max_new_tokens ", options.max_new_tokens,
+                  " is negative");
   FLEXGEN_REQUIRE(!prompts.empty(), "generate: no prompts");
   Sampler sampler(options.sampling);
   const std::size_t batch = prompts.size();

@@ -53,18 +53,15 @@ std::int32_t argmax_token(std::span<const float> logits) {
   return static_cast<std::int32_t>(best);
 }
 
-double uniform_double(std::mt19937_64& rng) {
-  return static_cast<double>(rng() >> 11) * 0x1.0p-53;
-}
+double uniform_double(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
 
 Sampler::Sampler(const SamplingConfig& config) : config_(config) {
   if (!config_.do_sample) return;
   FLEXGEN_REQUIRE(std::isfinite(config_.temperature) && config_.temperature > 0.0f,
                   "sampling: temperature ", config_.temperature, " must be a finite value > 0");
-  FLEXGEN_REQUIRE(config_.top_k >= 0, "sampling: top_k ", config_.top_k,
-                  " must be >= 0 (0: off)");
-  FLEXGEN_REQUIRE(config_.top_p > 0.0f && config_.top_p <= 1.0f, "sampling: top_p ",
-                  config_.top_p, " must be in (0, 1]");
+  FLEXGEN_REQUIRE(config_.top_k >= 0, "sampling: top_k ", config_.top_k, " must be >= 0 (0: off)");
+  FLEXGEN_REQUIRE(config_.top_p > 0.0f && config_.top_p <= 1.0f, "sampling: top_p ", config_.top_p,
+                  " must be in (0, 1]");
 }
 
 std::mt19937_64& Sampler::stream(std::int64_t sequence) {
@@ -91,7 +88,8 @@ std::int32_t Sampler::next(std::span<const float> logits, std::int64_t sequence)
     const double w = z == 0.0 ? 1.0 : std::exp(z * inv_temperature);
     if (w > 0.0) kept.push_back({w, static_cast<std::int32_t>(i)});
   }
-  const bool truncate_k = config_.top_k > 0 && static_cast<std::size_t>(config_.top_k) < kept.size();
+  const bool truncate_k =
+      config_.top_k > 0 && static_cast<std::size_t>(config_.top_k) < kept.size();
   const bool truncate_p = config_.top_p < 1.0f;
   if (truncate_k) {
     const auto k = static_cast<std::ptrdiff_t>(config_.top_k);

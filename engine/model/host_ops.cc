@@ -19,7 +19,45 @@ constexpr std::int64_t kMinParallelWork = std::int64_t{1} << 15;
 // Dot products of R rows of x with one row w, n values each. Each row keeps eight interleaved
 // partial sums (lane l holds the terms i = l mod 8, in increasing i), combined pairwise in a
 // fixed tree, then the tail i >= 8 * (n / 8) added in order. The per-row arithmetic is the same
-// for every R, so a row's result does not depend on which tile it falls in.
+// for every R, so a row's result does not depend on which tile it falls in; R rows share each
+// load of w.
+#if defined(__GNUC__) || defined(__clang__)
+// Four-lane vectors (GCC/Clang vector extensions: elementwise IEEE operations, no reordering)
+// keep the partial sums in registers; lanes 0-3 in lo, 4-7 in hi.
+typedef float Float4 __attribute__((vector_size(16)));
+
+inline Float4 load4(const float* p) {
+  Float4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <int R>
+inline void dot_rows(const float* const* xs, const float* w, std::int64_t n, float* results) {
+  Float4 lo[R];
+  Float4 hi[R];
+  for (int r = 0; r < R; ++r) {
+    lo[r] = Float4{0.0f, 0.0f, 0.0f, 0.0f};
+    hi[r] = lo[r];
+  }
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const Float4 w_lo = load4(w + i);
+    const Float4 w_hi = load4(w + i + 4);
+    for (int r = 0; r < R; ++r) {
+      lo[r] += load4(xs[r] + i) * w_lo;
+      hi[r] += load4(xs[r] + i + 4) * w_hi;
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float tail = 0.0f;
+    for (std::int64_t j = i; j < n; ++j) tail += xs[r][j] * w[j];
+    const Float4 a = lo[r];
+    const Float4 b = hi[r];
+    results[r] = (((a[0] + a[1]) + (a[2] + a[3])) + ((b[0] + b[1]) + (b[2] + b[3]))) + tail;
+  }
+}
+#else
 template <int R>
 inline void dot_rows(const float* const* xs, const float* w, std::int64_t n, float* results) {
   constexpr int kLanes = 8;
@@ -38,6 +76,7 @@ inline void dot_rows(const float* const* xs, const float* w, std::int64_t n, flo
     results[r] = (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))) + tail;
   }
 }
+#endif
 
 inline float dot(const float* x, const float* w, std::int64_t n) {
   float result;
@@ -60,9 +99,8 @@ void softmax_row(float* x, std::int64_t n) {
 
 }  // namespace
 
-void layer_norm(std::span<const float> x, std::span<const float> gamma,
-                std::span<const float> beta, std::int64_t rows, std::int64_t cols, double eps,
-                std::span<float> y) {
+void layer_norm(std::span<const float> x, std::span<const float> gamma, std::span<const float> beta,
+                std::int64_t rows, std::int64_t cols, double eps, std::span<float> y) {
   assert(static_cast<std::int64_t>(x.size()) == rows * cols);
   assert(static_cast<std::int64_t>(y.size()) == rows * cols);
   assert(static_cast<std::int64_t>(gamma.size()) == cols);
@@ -93,8 +131,8 @@ void layer_norm(std::span<const float> x, std::span<const float> gamma,
 }
 
 void linear(std::span<const float> x, std::int64_t rows, std::int64_t in_features,
-            std::span<const float> weight, std::span<const float> bias,
-            std::int64_t out_features, std::span<float> y) {
+            std::span<const float> weight, std::span<const float> bias, std::int64_t out_features,
+            std::span<float> y) {
   assert(static_cast<std::int64_t>(x.size()) == rows * in_features);
   assert(static_cast<std::int64_t>(weight.size()) == out_features * in_features);
   assert(bias.empty() || static_cast<std::int64_t>(bias.size()) == out_features);
@@ -119,13 +157,14 @@ void linear(std::span<const float> x, std::int64_t rows, std::int64_t in_feature
                    const std::int64_t o_end = std::min(out, o_begin + kOutBlock);
                    std::int64_t r = 0;
                    for (; r + kRowTile <= rows; r += kRowTile) {
-                     const float* xs[kRowTile] = {xp + r * in, xp + (r + 1) * in,
-                                                  xp + (r + 2) * in, xp + (r + 3) * in};
+                     const float* xs[kRowTile] = {xp + r * in, xp + (r + 1) * in, xp + (r + 2) * in,
+                                                  xp + (r + 3) * in};
                      for (std::int64_t o = o_begin; o < o_end; ++o) {
                        float res[kRowTile];
                        dot_rows<kRowTile>(xs, wp + o * in, in, res);
                        const float b = bp ? bp[o] : 0.0f;
-                       for (std::int64_t k = 0; k < kRowTile; ++k) yp[(r + k) * out + o] = res[k] + b;
+                       for (std::int64_t k = 0; k < kRowTile; ++k)
+                         yp[(r + k) * out + o] = res[k] + b;
                      }
                    }
                    for (; r < rows; ++r) {
@@ -169,9 +208,9 @@ void embedding(std::span<const float> table, std::int64_t table_rows, std::int64
   }
 }
 
-void attention(std::span<const float> q, std::span<const float> key,
-               std::span<const float> value, std::span<const std::int64_t> pad_len,
-               const AttentionShape& shape, std::span<float> out) {
+void attention(std::span<const float> q, std::span<const float> key, std::span<const float> value,
+               std::span<const std::int64_t> pad_len, const AttentionShape& shape,
+               std::span<float> out) {
   const std::int64_t batch = shape.batch;
   const std::int64_t tokens = shape.new_tokens;
   const std::int64_t heads = shape.num_heads;

@@ -12,17 +12,16 @@ namespace flexgen {
 // y[r, :] = (x[r, :] - mean) / sqrt(var + eps) * gamma + beta for each of `rows` rows of `cols`
 // values (biased variance, as torch.nn.LayerNorm). Mean and variance are accumulated in double.
 // x and y may be the same span.
-void layer_norm(std::span<const float> x, std::span<const float> gamma,
-                std::span<const float> beta, std::int64_t rows, std::int64_t cols, double eps,
-                std::span<float> y);
+void layer_norm(std::span<const float> x, std::span<const float> gamma, std::span<const float> beta,
+                std::int64_t rows, std::int64_t cols, double eps, std::span<float> y);
 
 // y = x W^T + b: x is [rows, in_features], weight [out_features, in_features] (torch's Linear
 // layout), bias [out_features] or empty for none, y [rows, out_features]. Each output is a dot
 // product of two contiguous rows, accumulated in float in eight interleaved partial sums that are
 // combined in a fixed order. Parallel over blocks of output features. y must not alias x.
 void linear(std::span<const float> x, std::int64_t rows, std::int64_t in_features,
-            std::span<const float> weight, std::span<const float> bias,
-            std::int64_t out_features, std::span<float> y);
+            std::span<const float> weight, std::span<const float> bias, std::int64_t out_features,
+            std::span<float> y);
 
 // x = max(x, 0) elementwise.
 void relu(std::span<float> x);
@@ -63,8 +62,8 @@ struct AttentionShape {
 // (p < pad_len[b]) attends to its own key only, so its output is its own value row: finite,
 // never NaN, and never read for a real token (HF OPT instead spreads a fully masked row uniformly
 // over all masked keys; the two differ only on padding rows).
-void attention(std::span<const float> q, std::span<const float> key,
-               std::span<const float> value, std::span<const std::int64_t> pad_len,
-               const AttentionShape& shape, std::span<float> out);
+void attention(std::span<const float> q, std::span<const float> key, std::span<const float> value,
+               std::span<const std::int64_t> pad_len, const AttentionShape& shape,
+               std::span<float> out);
 
 }  // namespace flexgen

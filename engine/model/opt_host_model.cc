@@ -34,8 +34,7 @@ Tensor OptHostModel::run(const std::vector<std::int32_t>& token_ids) {
 
 Tensor OptHostModel::start(const std::vector<std::vector<std::int32_t>>& prompts,
                            std::int64_t max_new_tokens) {
-  FLEXGEN_REQUIRE(max_new_tokens >= 0, "prefill: max_new_tokens ", max_new_tokens,
-                  " is negative");
+  FLEXGEN_REQUIRE(max_new_tokens >= 0, "prefill: max_new_tokens ", max_new_tokens, " is negative");
   std::vector<std::int64_t> lengths;
   for (const auto& prompt : prompts) lengths.push_back(static_cast<std::int64_t>(prompt.size()));
   FLEXGEN_REQUIRE(!prompts.empty(), "prefill: no prompts");

@@ -134,8 +134,8 @@ Tensor opt_embed(const ModelSpec& spec, const OptWeights& weights,
               {spec.position_rows(), h});
   for (std::int64_t i = 0; i < count; ++i) {
     const std::int32_t id = token_ids[static_cast<std::size_t>(i)];
-    FLEXGEN_REQUIRE(id >= 0 && id < spec.vocab_size, "embedding: token id ", id,
-                    " of sequence ", i / tokens, " at step position ", state.past_len + i % tokens,
+    FLEXGEN_REQUIRE(id >= 0 && id < spec.vocab_size, "embedding: token id ", id, " of sequence ",
+                    i / tokens, " at step position ", state.past_len + i % tokens,
                     " is outside the vocabulary [0, ", spec.vocab_size, ")");
   }
   Tensor hidden({batch, tokens, h});
@@ -191,7 +191,8 @@ void opt_layer_forward(const ModelSpec& spec, const OptLayerWeights& layer, Tens
   linear(normed.span(), rows, h, layer.q_weight.span(), layer.q_bias.span(), h, q.span());
   linear(normed.span(), rows, h, layer.k_weight.span(), layer.k_bias.span(), h, k.span());
   linear(normed.span(), rows, h, layer.v_weight.span(), layer.v_bias.span(), h, v.span());
-  scale_inplace(q.span(), static_cast<float>(1.0 / std::sqrt(static_cast<double>(spec.head_dim()))));
+  scale_inplace(q.span(),
+                static_cast<float>(1.0 / std::sqrt(static_cast<double>(spec.head_dim()))));
   const std::size_t step_bytes = static_cast<std::size_t>(tokens * h) * sizeof(float);
   for (std::int64_t b = 0; b < batch; ++b) {
     const std::int64_t dst = (b * capacity + past) * h;
@@ -207,8 +208,7 @@ void opt_layer_forward(const ModelSpec& spec, const OptLayerWeights& layer, Tens
   shape.capacity = capacity;
   shape.past_len = past;
   Tensor& attended = k;  // k is no longer needed
-  attention(q.span(), cache.key.span(), cache.value.span(), state.pad_len, shape,
-            attended.span());
+  attention(q.span(), cache.key.span(), cache.value.span(), state.pad_len, shape, attended.span());
   Tensor& projected = v;  // v is no longer needed
   linear(attended.span(), rows, h, layer.out_weight.span(), layer.out_bias.span(), h,
          projected.span());
@@ -220,8 +220,7 @@ void opt_layer_forward(const ModelSpec& spec, const OptLayerWeights& layer, Tens
   Tensor ffn({rows, f});
   linear(normed.span(), rows, h, layer.fc1_weight.span(), layer.fc1_bias.span(), f, ffn.span());
   relu(ffn.span());
-  linear(ffn.span(), rows, f, layer.fc2_weight.span(), layer.fc2_bias.span(), h,
-         projected.span());
+  linear(ffn.span(), rows, f, layer.fc2_weight.span(), layer.fc2_bias.span(), h, projected.span());
   add_inplace(hidden.span(), projected.span());
 }
 

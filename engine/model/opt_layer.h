@@ -24,9 +24,9 @@ namespace flexgen {
 // past_len + T - 1 in every sequence.
 //
 // Position ids follow HF OPT (OPTLearnedPositionalEmbedding): position = cumsum(attention_mask)
-// * attention_mask - 1, looked up at row position + 2 of embed_positions. A real token's position is
-// the number of real tokens before it (row pos - pad_len[b] + 2); a padding token gets position -1
-// (row 1).
+// * attention_mask - 1, looked up at row position + 2 of embed_positions. A real token's position
+// is the number of real tokens before it (row pos - pad_len[b] + 2); a padding token gets position
+// -1 (row 1).
 struct BatchState {
   std::vector<std::int64_t> pad_len;  // [B]
   std::int64_t past_len = 0;

@@ -119,7 +119,8 @@ Logits3 reference_opt_logits(const ModelSpec& spec, const OptWeights& weights,
                              const std::vector<std::vector<std::int32_t>>& ids,
                              const std::vector<std::vector<int>>& mask) {
   Logits3 out;
-  for (std::size_t b = 0; b < ids.size(); ++b) out.push_back(forward_one(spec, weights, ids[b], mask[b]));
+  for (std::size_t b = 0; b < ids.size(); ++b)
+    out.push_back(forward_one(spec, weights, ids[b], mask[b]));
   return out;
 }
 

@@ -15,7 +15,7 @@ class NormalRng {
  public:
   explicit NormalRng(std::uint64_t seed) : rng_(seed) {}
   double next();
-  double uniform();  // [0, 1)
+  double uniform();                    // [0, 1)
   std::int32_t below(std::int32_t n);  // uniform integer in [0, n)
 
  private:

@@ -1,12 +1,12 @@
 #include "engine/model/host_ops.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "engine/core/error.h"
 #include "engine/core/parallel.h"
@@ -75,8 +75,8 @@ TEST(HostOps, SoftmaxOfKnownValues) {
 }
 
 TEST(HostOps, LinearTwoByThree) {
-  const std::vector<float> x = {1, 2, 3, 4, 5, 6};       // [2 rows, 3 in]
-  const std::vector<float> w = {1, 0, -1, 2, 1, 0.5f};   // [2 out, 3 in]
+  const std::vector<float> x = {1, 2, 3, 4, 5, 6};      // [2 rows, 3 in]
+  const std::vector<float> w = {1, 0, -1, 2, 1, 0.5f};  // [2 out, 3 in]
   const std::vector<float> b = {0.5f, -1};
   std::vector<float> y(4);
   linear(x, 2, 3, w, b, 2, y);

@@ -1,11 +1,11 @@
 #include "engine/model/opt_host_model.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstring>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "engine/core/error.h"
 #include "engine/core/parallel.h"
@@ -177,18 +177,24 @@ TEST_F(OptHostModelTest, RejectsBadPromptsAndDecodeCalls) {
   EXPECT_THAT(error_of([&] { model.decode({1, 2, 3}); }), HasSubstr("call prefill first"));
   EXPECT_THAT(error_of([&] { model.prefill({}, 2); }), HasSubstr("no prompts"));
   EXPECT_THAT(error_of([&] { model.prefill({{3, 4}, {}}, 2); }), HasSubstr("prompt 1 is empty"));
-  EXPECT_THAT(error_of([&] { model.prefill({{3, 4}}, -1); }),
+  EXPECT_THAT(error_of([&] {
+                model.prefill({{3, 4}}, -1);
+              }),
               HasSubstr("max_new_tokens -1 is negative"));
   EXPECT_THAT(error_of([&] { model.prefill({{3, 40}}, 1); }), HasSubstr("token id 40"));
   EXPECT_THAT(error_of([&] { model.prefill({std::vector<std::int32_t>(30, 3)}, 4); }),
               AllOf(HasSubstr("33 positions"), HasSubstr("max_positions 32")));
   EXPECT_NO_THROW(model.prefill({std::vector<std::int32_t>(30, 3)}, 3));  // 32 positions fit
-  EXPECT_THAT(error_of([&] { model.decode({1, 2}); }),
+  EXPECT_THAT(error_of([&] {
+                model.decode({1, 2});
+              }),
               HasSubstr("got 2 tokens for a batch of 1 sequences"));
   model.prefill(prompts_, 2);
   EXPECT_NO_THROW(model.decode({3, 4, 5}));
   EXPECT_NO_THROW(model.decode({3, 4, 5}));
-  EXPECT_THAT(error_of([&] { model.decode({3, 4, 5}); }),
+  EXPECT_THAT(error_of([&] {
+                model.decode({3, 4, 5});
+              }),
               AllOf(HasSubstr("all 9 positions"), HasSubstr("larger max_new_tokens")));
   EXPECT_THAT(error_of([&] { model.decode({3, 4, -5}); }), HasSubstr("positions"));
 }
@@ -200,8 +206,7 @@ TEST_F(OptHostModelTest, RejectsWeightsThatDoNotMatchTheSpec) {
               AllOf(HasSubstr("layer 1"), HasSubstr("q_bias has shape [17], expected [16]")));
   bad = weights_;
   bad.layers.pop_back();
-  EXPECT_THAT(error_of([&] { OptHostModel m(spec_, bad); }),
-              HasSubstr("1 layers, the spec has 2"));
+  EXPECT_THAT(error_of([&] { OptHostModel m(spec_, bad); }), HasSubstr("1 layers, the spec has 2"));
   bad = weights_;
   bad.embed_tokens = Tensor({41, 16});
   EXPECT_THAT(error_of([&] { OptHostModel m(spec_, bad); }),

@@ -1,10 +1,10 @@
 #include "engine/model/opt_layer.h"
 
-#include <cmath>
-#include <vector>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
 
 #include "engine/core/error.h"
 #include "tests/support/random_opt.h"
@@ -46,7 +46,9 @@ TEST(BatchState, LeftPaddedPositionsFollowHfOpt) {
 
 TEST(BatchState, RejectsNoSequencesAndEmptyOnes) {
   EXPECT_THAT(error_of([] { BatchState::left_padded({}); }), HasSubstr("no sequences"));
-  EXPECT_THAT(error_of([] { BatchState::left_padded({3, 0}); }),
+  EXPECT_THAT(error_of([] {
+                BatchState::left_padded({3, 0});
+              }),
               HasSubstr("sequence 1 has length 0"));
 }
 
@@ -67,9 +69,8 @@ TEST_F(OptLayerTest, EmbedAddsTokenAndPositionRows) {
     for (std::int64_t t = 0; t < 3; ++t) {
       const std::int64_t id = ids[static_cast<std::size_t>(b * 3 + t)];
       for (std::int64_t c = 0; c < 16; ++c) {
-        EXPECT_EQ(hidden[(b * 3 + t) * 16 + c],
-                  weights_.embed_tokens[id * 16 + c] +
-                      weights_.embed_positions[rows[b][t] * 16 + c]);
+        EXPECT_EQ(hidden[(b * 3 + t) * 16 + c], weights_.embed_tokens[id * 16 + c] +
+                                                    weights_.embed_positions[rows[b][t] * 16 + c]);
       }
     }
   }
@@ -86,18 +87,26 @@ TEST_F(OptLayerTest, EmbedAddsTokenAndPositionRows) {
 
 TEST_F(OptLayerTest, EmbedRejectsBadTokensPositionsAndSizes) {
   BatchState state = BatchState::left_padded({2, 2});
-  EXPECT_THAT(error_of([&] { opt_embed(spec_, weights_, std::vector<std::int32_t>{1, 2, 40, 3}, state); }),
+  EXPECT_THAT(error_of([&] {
+                opt_embed(spec_, weights_, std::vector<std::int32_t>{1, 2, 40, 3}, state);
+              }),
               AllOf(HasSubstr("token id 40"), HasSubstr("sequence 1"), HasSubstr("[0, 40)")));
-  EXPECT_THAT(error_of([&] { opt_embed(spec_, weights_, std::vector<std::int32_t>{1, 2, 3}, state); }),
+  EXPECT_THAT(error_of([&] {
+                opt_embed(spec_, weights_, std::vector<std::int32_t>{1, 2, 3}, state);
+              }),
               HasSubstr("not a positive multiple of the batch size 2"));
   state.past_len = 32;  // position 32 = max_positions
-  EXPECT_THAT(error_of([&] { opt_embed(spec_, weights_, std::vector<std::int32_t>{1, 2}, state); }),
+  EXPECT_THAT(error_of([&] {
+                opt_embed(spec_, weights_, std::vector<std::int32_t>{1, 2}, state);
+              }),
               AllOf(HasSubstr("position 32"), HasSubstr("max_positions 32")));
   state.past_len = 31;  // position 31 is the last one
   EXPECT_NO_THROW(opt_embed(spec_, weights_, std::vector<std::int32_t>{1, 2}, state));
   OptWeights bad = weights_;
   bad.embed_positions = Tensor({32, 16});
-  EXPECT_THAT(error_of([&] { opt_embed(spec_, bad, std::vector<std::int32_t>{1, 2}, state); }),
+  EXPECT_THAT(error_of([&] {
+                opt_embed(spec_, bad, std::vector<std::int32_t>{1, 2}, state);
+              }),
               AllOf(HasSubstr("embed_positions"), HasSubstr("[32, 16]"), HasSubstr("[34, 16]")));
 }
 
@@ -198,8 +207,9 @@ TEST_F(OptLayerTest, RejectsMismatchedCacheStateAndShapes) {
   {
     Tensor h = input;
     LayerKvCache cache = LayerKvCache::allocate(3, 8, 16);
-    EXPECT_THAT(error_of([&] { opt_layer_forward(spec_, l, h, cache, state); }),
-                AllOf(HasSubstr("KV cache"), HasSubstr("[3, 8, 16]"), HasSubstr("[2, capacity, 16]")));
+    EXPECT_THAT(
+        error_of([&] { opt_layer_forward(spec_, l, h, cache, state); }),
+        AllOf(HasSubstr("KV cache"), HasSubstr("[3, 8, 16]"), HasSubstr("[2, capacity, 16]")));
   }
   {
     Tensor h({2, 3, 15});
@@ -242,11 +252,15 @@ TEST_F(OptLayerTest, RejectsMismatchedCacheStateAndShapes) {
 }
 
 TEST_F(OptLayerTest, FinalRejectsBadShapes) {
-  EXPECT_THAT(error_of([&] { opt_final(spec_, weights_, Tensor({2, 16})); }),
+  EXPECT_THAT(error_of([&] {
+                opt_final(spec_, weights_, Tensor({2, 16}));
+              }),
               HasSubstr("LM head: hidden states have shape [2, 16]"));
   OptWeights bad = weights_;
   bad.final_ln_bias = Tensor({15});
-  EXPECT_THAT(error_of([&] { opt_final_last(spec_, bad, Tensor({1, 2, 16})); }),
+  EXPECT_THAT(error_of([&] {
+                opt_final_last(spec_, bad, Tensor({1, 2, 16}));
+              }),
               HasSubstr("final_ln_bias has shape [15], expected [16]"));
 }
 
