@@ -164,7 +164,6 @@ void opt_layer_forward(const ModelSpec& spec, const OptLayerWeights& layer, Tens
   const std::int64_t batch = state.batch_size();
   const std::int64_t tokens = hidden.dim(1);
   const std::int64_t h = spec.hidden_size;
-  const std::int64_t f = spec.ffn_dim;
   const std::int64_t past = state.past_len;
   FLEXGEN_REQUIRE(hidden.dim(0) == batch, "decoder layer: hidden states hold ", hidden.dim(0),
                   " sequences, the batch state ", batch);
@@ -179,20 +178,8 @@ void opt_layer_forward(const ModelSpec& spec, const OptLayerWeights& layer, Tens
   FLEXGEN_REQUIRE(past + tokens <= capacity, "decoder layer: KV cache capacity ", capacity,
                   " is too small for ", past, " + ", tokens, " positions");
 
-  const std::int64_t rows = batch * tokens;
-  Tensor normed({rows, h});
-  layer_norm(hidden.span(), layer.attn_ln_weight.span(), layer.attn_ln_bias.span(), rows, h,
-             spec.layer_norm_eps, normed.span());
-
-  // Projections; the new keys and values go straight to their cache positions.
-  Tensor q({rows, h});
-  Tensor k({rows, h});
-  Tensor v({rows, h});
-  linear(normed.span(), rows, h, layer.q_weight.span(), layer.q_bias.span(), h, q.span());
-  linear(normed.span(), rows, h, layer.k_weight.span(), layer.k_bias.span(), h, k.span());
-  linear(normed.span(), rows, h, layer.v_weight.span(), layer.v_bias.span(), h, v.span());
-  scale_inplace(q.span(),
-                static_cast<float>(1.0 / std::sqrt(static_cast<double>(spec.head_dim()))));
+  Tensor q, k, v;
+  opt_attention_projections(spec, layer, hidden, q, k, v);
   const std::size_t step_bytes = static_cast<std::size_t>(tokens * h) * sizeof(float);
   for (std::int64_t b = 0; b < batch; ++b) {
     const std::int64_t dst = (b * capacity + past) * h;
@@ -209,12 +196,37 @@ void opt_layer_forward(const ModelSpec& spec, const OptLayerWeights& layer, Tens
   shape.past_len = past;
   Tensor& attended = k;  // k is no longer needed
   attention(q.span(), cache.key.span(), cache.value.span(), state.pad_len, shape, attended.span());
-  Tensor& projected = v;  // v is no longer needed
+  cache.length = past + tokens;
+  opt_attention_output_and_mlp(spec, layer, attended, hidden);
+}
+
+void opt_attention_projections(const ModelSpec& spec, const OptLayerWeights& layer,
+                               const Tensor& hidden, Tensor& q, Tensor& k, Tensor& v) {
+  const std::int64_t h = spec.hidden_size;
+  const std::int64_t rows = hidden.numel() / h;
+  Tensor normed({rows, h});
+  layer_norm(hidden.span(), layer.attn_ln_weight.span(), layer.attn_ln_bias.span(), rows, h,
+             spec.layer_norm_eps, normed.span());
+  q = Tensor(hidden.shape());
+  k = Tensor(hidden.shape());
+  v = Tensor(hidden.shape());
+  linear(normed.span(), rows, h, layer.q_weight.span(), layer.q_bias.span(), h, q.span());
+  linear(normed.span(), rows, h, layer.k_weight.span(), layer.k_bias.span(), h, k.span());
+  linear(normed.span(), rows, h, layer.v_weight.span(), layer.v_bias.span(), h, v.span());
+  scale_inplace(q.span(),
+                static_cast<float>(1.0 / std::sqrt(static_cast<double>(spec.head_dim()))));
+}
+
+void opt_attention_output_and_mlp(const ModelSpec& spec, const OptLayerWeights& layer,
+                                  const Tensor& attended, Tensor& hidden) {
+  const std::int64_t h = spec.hidden_size;
+  const std::int64_t f = spec.ffn_dim;
+  const std::int64_t rows = hidden.numel() / h;
+  Tensor projected({rows, h});
   linear(attended.span(), rows, h, layer.out_weight.span(), layer.out_bias.span(), h,
          projected.span());
   add_inplace(hidden.span(), projected.span());
-  cache.length = past + tokens;
-
+  Tensor normed({rows, h});
   layer_norm(hidden.span(), layer.mlp_ln_weight.span(), layer.mlp_ln_bias.span(), rows, h,
              spec.layer_norm_eps, normed.span());
   Tensor ffn({rows, f});

@@ -94,6 +94,16 @@ Tensor opt_embed(const ModelSpec& spec, const OptWeights& weights,
 void opt_layer_forward(const ModelSpec& spec, const OptLayerWeights& layer, Tensor& hidden,
                        LayerKvCache& cache, const BatchState& state);
 
+// The two halves of a decoder layer around the attention, for the offloading runtime (which runs
+// the attention itself over a cache split across tiers):
+//   opt_attention_projections: LN1, then q (scaled by head_dim^-0.5), k, v, each [B, T, h].
+//   opt_attention_output_and_mlp: hidden += out_proj(attended); hidden += fc2(relu(fc1(LN2(hidden)))).
+// Shapes are the caller's contract (opt_layer_forward checks them).
+void opt_attention_projections(const ModelSpec& spec, const OptLayerWeights& layer,
+                               const Tensor& hidden, Tensor& q, Tensor& k, Tensor& v);
+void opt_attention_output_and_mlp(const ModelSpec& spec, const OptLayerWeights& layer,
+                                  const Tensor& attended, Tensor& hidden);
+
 // Final LayerNorm, then the LM head (hidden x embed_tokens^T, tied, no bias): hidden [B, T, h] ->
 // logits [B, T, vocab] for every position. Uses final_ln_* and embed_tokens only.
 Tensor opt_final(const ModelSpec& spec, const OptWeights& weights, const Tensor& hidden);

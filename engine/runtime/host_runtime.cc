@@ -646,7 +646,7 @@ class HostRuntime::Impl {
     }
   }
 
-  void delegate_store(const Task& t) {
+  void delegate_store(const Task&) {
     // Query, new key and new value of the CPU units, in the model dtype, into CPU buffers.
     const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
     const std::int64_t nh = spec_.num_heads, hd = spec_.head_dim(), h = spec_.hidden_size;
@@ -697,8 +697,7 @@ class HostRuntime::Impl {
     encode_values(out.data(), ncpu * hd, plan_.weight_dtype, delegation_[3].host);
   }
 
-  void delegate_load(const Task& t) {
-    (void)t;
+  void delegate_load(const Task&) {
     const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
     const std::int64_t nh = spec_.num_heads, hd = spec_.head_dim(), h = spec_.hidden_size;
     std::vector<std::byte> tmp(static_cast<std::size_t>(ncpu * hd * elem_bytes_));

@@ -50,7 +50,7 @@ class ModelDir {
 
 TEST(GenerateCli, HelloContinuationMatchesHfGenerate) {
   const auto& ref = tiny_opt_reference();
-  const auto r = run_flexgen(tiny() + " --prompt Hello --gen-len 16");
+  const auto r = run_flexgen("generate " + tiny() + " --prompt Hello --gen-len 16");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string expected = "Hello" + ref["hello_new_text"].get<std::string>() + "\n";
   EXPECT_EQ(r.out, expected);
@@ -58,7 +58,7 @@ TEST(GenerateCli, HelloContinuationMatchesHfGenerate) {
 
 TEST(GenerateCli, JsonTokensMatchHfGenerate) {
   const auto& ref = tiny_opt_reference();
-  const auto r = run_flexgen(tiny() + " --prompt Hello --gen-len 16 --json");
+  const auto r = run_flexgen("generate " + tiny() + " --prompt Hello --gen-len 16 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["sequences"][0]["output_tokens"].get<std::vector<int>>(),
