@@ -281,7 +281,8 @@ class Generator {
       const std::int64_t back = two_back(vi, /*cache=*/false);
       const Bytes bytes = p.activation_bytes(tokens_in(v));
       if (p.activation_home == Tier::kDisk) {
-        t.act_read = add(TaskKind::kActRead, v, v.batch, {vt_[prod].act_write, back >= 0 ? vt_[back].act_load : kNone});
+        t.act_read = add(TaskKind::kActRead, v, v.batch, {vt_[prod].act_write, back >= 0 ? vt_[back].act_load : kNone,
+                          back >= 0 ? vt_[back].act_write : kNone});
         last().bytes.disk_read = bytes;
       }
       t.act_load = add(TaskKind::kActLoad, v, v.batch, {t.act_read, vt_[prod].act_store, back >= 0 ? vt_[back].last_gpu() : kNone,
@@ -301,9 +302,15 @@ class Generator {
     const double tokens = static_cast<double>(tokens_in(v));
     const std::int64_t prod = producer(vi);
     const std::int64_t prev = previous_step(vi);
+    // The slots this visit writes must have been emptied by their previous user's stores (in
+    // prefill nothing is loaded into them first, so the loads do not order this).
+    const std::int64_t cache_back = two_back(vi, /*cache=*/true);
+    const std::int64_t act_back = two_back(vi, /*cache=*/false);
     std::vector<TaskId> deps = {weight_load_of(v.step), t.cache_load, t.act_load,
                                 prod >= 0 ? vt_[prod].last_gpu() : kNone,
-                                prev >= 0 ? vt_[prev].last_gpu() : kNone};
+                                prev >= 0 ? vt_[prev].last_gpu() : kNone,
+                                cache_back >= 0 ? vt_[cache_back].cache_store : kNone,
+                                act_back >= 0 ? vt_[act_back].act_store : kNone};
     if (!is_decoder(v)) {
       t.compute = add(TaskKind::kCompute, v, v.batch, deps);
       if (v.layer > 0) last().gemm_flops = 2.0 * b * h * static_cast<double>(p.spec.vocab_size);

@@ -43,7 +43,7 @@ Vec matvec_ref(const Tensor& w, const Tensor* b, const Vec& x) {
 
 // One sequence's forward: tokens [L], mask [L] -> logits [L][V].
 Mat forward_one(const ModelSpec& spec, const OptWeights& w, const std::vector<std::int32_t>& ids,
-                const std::vector<int>& mask) {
+                const std::vector<int>& mask, const ReferenceOptions& options) {
   const std::size_t len = ids.size();
   const std::int64_t h = spec.hidden_size;
   const std::int64_t heads = spec.num_heads;
@@ -68,6 +68,15 @@ Mat forward_one(const ModelSpec& spec, const OptWeights& w, const std::vector<st
       for (double& e : q[t]) e *= scaling;
       k[t] = matvec_ref(l.k_weight, &l.k_bias, n);
       v[t] = matvec_ref(l.v_weight, &l.v_bias, n);
+      if (options.kv_row_transform) {
+        for (std::int64_t head = 0; head < heads; ++head) {
+          for (Vec* kv : {&k[t], &v[t]}) {
+            Vec row(kv->begin() + head * d, kv->begin() + (head + 1) * d);
+            options.kv_row_transform(row);
+            std::copy(row.begin(), row.end(), kv->begin() + head * d);
+          }
+        }
+      }
     }
     for (std::size_t t = 0; t < len; ++t) {
       Vec attended(static_cast<std::size_t>(h), 0.0);
@@ -81,6 +90,22 @@ Mat forward_one(const ModelSpec& spec, const OptWeights& w, const std::vector<st
           }
           const bool visible = s <= t && mask[s] == 1;
           scores[s] = dotp + (visible ? 0.0 : -1e30);
+        }
+        // Top-k sparse attention for generated positions: keep the k best real positions before t
+        // (k = max(1, floor(sparsity * t)); padding last, ties to the lower position) and t itself.
+        if (options.attn_sparsity < 1.0 && t >= options.first_decode_position) {
+          const std::size_t keep = std::max<std::size_t>(
+              1, static_cast<std::size_t>(std::floor(options.attn_sparsity * static_cast<double>(t))));
+          std::vector<std::size_t> order(t);
+          for (std::size_t s = 0; s < t; ++s) order[s] = s;
+          std::stable_sort(order.begin(), order.end(),
+                           [&](std::size_t a, std::size_t b2) { return scores[a] > scores[b2]; });
+          std::vector<bool> kept(len, false);
+          for (std::size_t i = 0; i < keep; ++i) kept[order[i]] = true;
+          kept[t] = true;
+          for (std::size_t s = 0; s < len; ++s) {
+            if (!kept[s]) scores[s] = -1e30;
+          }
         }
         const double mx = *std::max_element(scores.begin(), scores.end());
         double sum = 0.0;
@@ -117,10 +142,10 @@ Mat forward_one(const ModelSpec& spec, const OptWeights& w, const std::vector<st
 
 Logits3 reference_opt_logits(const ModelSpec& spec, const OptWeights& weights,
                              const std::vector<std::vector<std::int32_t>>& ids,
-                             const std::vector<std::vector<int>>& mask) {
+                             const std::vector<std::vector<int>>& mask, const ReferenceOptions& options) {
   Logits3 out;
   for (std::size_t b = 0; b < ids.size(); ++b)
-    out.push_back(forward_one(spec, weights, ids[b], mask[b]));
+    out.push_back(forward_one(spec, weights, ids[b], mask[b], options));
   return out;
 }
 
@@ -143,14 +168,19 @@ void reference_left_pad(const ModelSpec& spec,
 
 std::vector<std::vector<std::int32_t>> reference_greedy(
     const ModelSpec& spec, const OptWeights& weights,
-    const std::vector<std::vector<std::int32_t>>& prompts, int new_tokens) {
+    const std::vector<std::vector<std::int32_t>>& prompts, int new_tokens,
+    const ReferenceOptions& options) {
   std::vector<std::vector<std::int32_t>> sequences = prompts;
+  std::size_t longest = 0;
+  for (const auto& p : prompts) longest = std::max(longest, p.size());
+  ReferenceOptions step_options = options;
+  step_options.first_decode_position = longest;
   std::vector<std::vector<std::int32_t>> generated(prompts.size());
   for (int step = 0; step < new_tokens; ++step) {
     std::vector<std::vector<std::int32_t>> ids;
     std::vector<std::vector<int>> mask;
     reference_left_pad(spec, sequences, ids, mask);
-    const Logits3 logits = reference_opt_logits(spec, weights, ids, mask);
+    const Logits3 logits = reference_opt_logits(spec, weights, ids, mask, step_options);
     for (std::size_t b = 0; b < prompts.size(); ++b) {
       const std::vector<double>& row = logits[b].back();
       std::size_t best = 0;
