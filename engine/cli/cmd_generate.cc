@@ -16,6 +16,7 @@
 #include "engine/cli/policy_options.h"
 #include "engine/core/error.h"
 #include "engine/core/format.h"
+#include "engine/core/hardware_spec.h"
 #include "engine/core/model_spec.h"
 #include "engine/core/units_parse.h"
 #include "engine/model/opt_weights.h"
@@ -98,20 +99,22 @@ nlohmann::json tier_json(const TierBytes& t) {
 int run_generate(const std::vector<std::string>& args) {
   RunFlags flags;
   std::vector<std::string> prompt_texts;
-  std::string gpu_mem = "unlimited", cpu_mem = "unlimited", disk_mem = "unlimited";
+  std::string gpu_mem, cpu_mem, disk_mem, hardware;
   std::string offload_dir = (fs::temp_directory_path() / "flexgen-offload").string();
   std::string schedule = "zig-zag";
   std::int64_t stop_token = -2;  // -2: the model's end token for real models, none for dummy ones
 
-  po::options_description desc("Options");
+  po::options_description desc("Options", 100);
   desc.add_options()("help,h", "show this help")(
       "prompt", po::value(&prompt_texts)->composing(), "a prompt (repeatable: one sequence each)");
   add_run_options(desc, flags);
-  po::options_description tiers("Memory tiers and schedule");
+  po::options_description tiers("Memory tiers and schedule", 100);
   tiers.add_options()
-      ("gpu-mem", po::value(&gpu_mem)->default_value(gpu_mem), "GPU tier budget (e.g. 16GiB, 8e9, unlimited)")
-      ("cpu-mem", po::value(&cpu_mem)->default_value(cpu_mem), "CPU tier budget")
-      ("disk-mem", po::value(&disk_mem)->default_value(disk_mem), "disk tier budget")
+      ("hardware", po::value(&hardware),
+       "a HardwareSpec JSON (experiments/hardware/): its capacities are the default tier budgets")
+      ("gpu-mem", po::value(&gpu_mem), "GPU tier budget (e.g. 16GiB, 8e9, unlimited; default: --hardware's, or unlimited)")
+      ("cpu-mem", po::value(&cpu_mem), "CPU tier budget")
+      ("disk-mem", po::value(&disk_mem), "disk tier budget")
       ("offload-dir", po::value(&offload_dir)->default_value(offload_dir), "directory of the disk tier")
       ("schedule", po::value(&schedule)->default_value(schedule), "zig-zag or row-by-row")
       ("stop-token", po::value(&stop_token),
@@ -129,13 +132,22 @@ int run_generate(const std::vector<std::string>& args) {
   } else {
     fail("--schedule must be zig-zag or row-by-row (got '", schedule, "')");
   }
-  auto budget = [](const std::string& text) -> Bytes {
-    return text == "unlimited" ? std::numeric_limits<Bytes>::max() / 4 : parse_bytes(text);
-  };
   RuntimeOptions options;
-  options.budgets[Tier::kGpu] = budget(gpu_mem);
-  options.budgets[Tier::kCpu] = budget(cpu_mem);
-  options.budgets[Tier::kDisk] = budget(disk_mem);
+  constexpr Bytes kUnlimited = std::numeric_limits<Bytes>::max() / 4;
+  options.budgets[Tier::kGpu] = options.budgets[Tier::kCpu] = options.budgets[Tier::kDisk] = kUnlimited;
+  if (!hardware.empty()) {
+    const HardwareSpec hw = HardwareSpec::from_file(hardware);
+    options.budgets[Tier::kGpu] = hw.gpu_memory_bytes;
+    options.budgets[Tier::kCpu] = hw.cpu_memory_bytes;
+    options.budgets[Tier::kDisk] = hw.disk_bytes;
+  }
+  auto set_budget = [&](const std::string& text, Tier tier) {
+    if (text.empty()) return;
+    options.budgets[tier] = text == "unlimited" ? kUnlimited : parse_bytes(text);
+  };
+  set_budget(gpu_mem, Tier::kGpu);
+  set_budget(cpu_mem, Tier::kCpu);
+  set_budget(disk_mem, Tier::kDisk);
   options.offload_dir = offload_dir;
   options.schedule = kind;
 

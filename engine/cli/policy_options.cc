@@ -11,7 +11,7 @@ namespace po = boost::program_options;
 namespace flexgen::cli {
 
 void add_run_options(po::options_description& desc, RunFlags& f) {
-  po::options_description model("Model and workload");
+  po::options_description model("Model and workload", 100);
   model.add_options()
       ("model", po::value(&f.model)->required(),
        "a model directory (HF config.json + safetensors + vocab.json/merges.txt) or a table name "
@@ -20,7 +20,7 @@ void add_run_options(po::options_description& desc, RunFlags& f) {
        "prompt length in tokens for dummy prompts")
       ("gen-len", po::value(&f.gen_len)->default_value(f.gen_len), "tokens to generate")
       ("json", po::bool_switch(&f.json), "print one JSON object instead of text");
-  po::options_description policy("Policy (as in FlexGen)");
+  po::options_description policy("Policy (as in FlexGen)", 100);
   policy.add_options()
       ("gpu-batch-size", po::value(&f.gpu_batch_size),
        "sequences per GPU batch (default: the number of prompts, or 1)")
@@ -29,9 +29,9 @@ void add_run_options(po::options_description& desc, RunFlags& f) {
       ("percent", po::value(&f.percent)->multitoken(),
        "six numbers: weights on GPU, weights on CPU, cache on GPU, cache on CPU, activations on "
        "GPU, activations on CPU (the rest of each goes to disk); default 100 0 100 0 100 0")
-      ("overlap", po::value(&f.overlap)->default_value(f.overlap),
+      ("overlap", po::value(&f.overlap)->default_value(f.overlap, f.overlap ? "true" : "false"),
        "overlap I/O with compute (true/false)")
-      ("pin-weight", po::value(&f.pin_weight)->default_value(f.pin_weight),
+      ("pin-weight", po::value(&f.pin_weight)->default_value(f.pin_weight, f.pin_weight ? "true" : "false"),
        "keep CPU-tier weights in pinned memory (true/false)")
       ("cpu-cache-compute", po::bool_switch(&f.cpu_cache_compute),
        "run decode attention on the CPU when the cache lives there")
@@ -39,7 +39,7 @@ void add_run_options(po::options_description& desc, RunFlags& f) {
       ("compress-cache", po::bool_switch(&f.compress_cache), "4-bit group-wise KV cache")
       ("attn-sparsity", po::value(&f.attn_sparsity)->default_value(f.attn_sparsity),
        "fraction of cached positions kept by top-k sparse attention, in (0, 1]");
-  po::options_description sampling("Sampling");
+  po::options_description sampling("Sampling", 100);
   sampling.add_options()
       ("do-sample", po::bool_switch(&f.do_sample), "sample instead of greedy decoding")
       ("temperature", po::value(&f.temperature)->default_value(f.temperature), "sampling temperature")
@@ -81,7 +81,7 @@ bool parse_command_line(const std::vector<std::string>& args, const char* usage,
                         const po::positional_options_description* positional) {
   for (const std::string& a : args) {
     if (a == "--help" || a == "-h") {
-      std::cout << usage << "\n" << desc << "\n";
+      std::cout << usage << "\n\n" << desc << "\n";
       return false;
     }
   }
