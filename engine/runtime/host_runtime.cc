@@ -11,6 +11,7 @@
 
 #include "engine/compress/quant4.h"
 #include "engine/core/error.h"
+#include "engine/core/parallel.h"
 #include "engine/generate/sampler.h"
 #include "engine/model/host_ops.h"
 #include "engine/model/opt_layer.h"
@@ -578,20 +579,23 @@ class HostRuntime::Impl {
       if (deleg && u >= g && u < g + ncpu) continue;  // the CPU appends and attends these
       append_rows(t, u, vs, /*cpu_view=*/false);
     }
-    for (std::int64_t u = 0; u < units; ++u) {
-      if (deleg && u >= g && u < g + ncpu) continue;
-      const std::int64_t s = u / nh, head = u % nh;
-      UnitRows rows = read_rows(t, u, P + T, /*cpu_view=*/false, /*values=*/!sparse(t));
-      const float* q = vs.q.data() + (s * T) * spec_.hidden_size + head * hd;
-      float* out = vs.attn.data() + (s * T) * spec_.hidden_size + head * hd;
-      const std::int64_t pad = br.state.pad_len[static_cast<std::size_t>(s)];
-      if (sparse(t)) {
-        vs.kept[static_cast<std::size_t>(u)] = select_top_k(q, rows.keys.data(), hd, P, pad, kept_positions(t));
-      } else {
-        unit_attention(q, spec_.hidden_size, rows.keys.data(), rows.values.data(), hd, T, P, pad, out,
-                       spec_.hidden_size);
+    // Units are independent: each writes only its own output columns and selection.
+    parallel_for(units, 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t u = begin; u < end; ++u) {
+        if (deleg && u >= g && u < g + ncpu) continue;
+        const std::int64_t s = u / nh, head = u % nh;
+        UnitRows rows = read_rows(t, u, P + T, /*cpu_view=*/false, /*values=*/!sparse(t));
+        const float* q = vs.q.data() + (s * T) * spec_.hidden_size + head * hd;
+        float* out = vs.attn.data() + (s * T) * spec_.hidden_size + head * hd;
+        const std::int64_t pad = br.state.pad_len[static_cast<std::size_t>(s)];
+        if (sparse(t)) {
+          vs.kept[static_cast<std::size_t>(u)] = select_top_k(q, rows.keys.data(), hd, P, pad, kept_positions(t));
+        } else {
+          unit_attention(q, spec_.hidden_size, rows.keys.data(), rows.values.data(), hd, T, P, pad, out,
+                         spec_.hidden_size);
+        }
       }
-    }
+    });
   }
 
   // Writes this visit's new key and value rows of one unit into its storage (encoded).
@@ -682,18 +686,21 @@ class HostRuntime::Impl {
       }
     }
     std::vector<float> out(static_cast<std::size_t>(ncpu * hd));
-    for (std::int64_t i = 0; i < ncpu; ++i) {
-      const std::int64_t u = g + i;
-      const std::int64_t pad = br.state.pad_len[static_cast<std::size_t>(u / nh)];
-      UnitRows rows = read_rows(t, u, P + 1, /*cpu_view=*/true, /*values=*/true);
-      const float* q = cpu.q.data() + i * hd;
-      if (sparse(t)) {
-        const auto kept = select_top_k(q, rows.keys.data(), hd, P, pad, kept_positions(t));
-        sparse_unit_attention(q, rows.keys.data(), rows.values.data(), hd, P, pad, kept, out.data() + i * hd);
-      } else {
-        unit_attention(q, hd, rows.keys.data(), rows.values.data(), hd, 1, P, pad, out.data() + i * hd, hd);
+    // Multithreaded over units (the pool runs inline if the GPU worker holds it at the moment).
+    parallel_for(ncpu, 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) {
+        const std::int64_t u = g + i;
+        const std::int64_t pad = br.state.pad_len[static_cast<std::size_t>(u / nh)];
+        UnitRows rows = read_rows(t, u, P + 1, /*cpu_view=*/true, /*values=*/true);
+        const float* q = cpu.q.data() + i * hd;
+        if (sparse(t)) {
+          const auto kept = select_top_k(q, rows.keys.data(), hd, P, pad, kept_positions(t));
+          sparse_unit_attention(q, rows.keys.data(), rows.values.data(), hd, P, pad, kept, out.data() + i * hd);
+        } else {
+          unit_attention(q, hd, rows.keys.data(), rows.values.data(), hd, 1, P, pad, out.data() + i * hd, hd);
+        }
       }
-    }
+    });
     encode_values(out.data(), ncpu * hd, plan_.weight_dtype, delegation_[3].host);
   }
 
@@ -717,15 +724,18 @@ class HostRuntime::Impl {
     const std::int64_t P = past_len(t), nh = spec_.num_heads, hd = spec_.head_dim();
     if (sparse(t)) {  // the weighted sum over the kept positions, now that their values are in
       const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
-      for (std::int64_t u = 0; u < plan_.cache.units; ++u) {
-        if (delegated(t) && u >= g && u < g + ncpu) continue;
-        const std::int64_t s = u / nh, head = u % nh;
-        UnitRows rows = read_rows(t, u, P + 1, /*cpu_view=*/false, /*values=*/true);
-        const float* q = vs.q.data() + s * spec_.hidden_size + head * hd;
-        sparse_unit_attention(q, rows.keys.data(), rows.values.data(), hd, P,
-                              br.state.pad_len[static_cast<std::size_t>(s)], vs.kept[static_cast<std::size_t>(u)],
-                              vs.attn.data() + s * spec_.hidden_size + head * hd);
-      }
+      parallel_for(plan_.cache.units, 1, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t u = begin; u < end; ++u) {
+          if (delegated(t) && u >= g && u < g + ncpu) continue;
+          const std::int64_t s = u / nh, head = u % nh;
+          UnitRows rows = read_rows(t, u, P + 1, /*cpu_view=*/false, /*values=*/true);
+          const float* q = vs.q.data() + s * spec_.hidden_size + head * hd;
+          sparse_unit_attention(q, rows.keys.data(), rows.values.data(), hd, P,
+                                br.state.pad_len[static_cast<std::size_t>(s)],
+                                vs.kept[static_cast<std::size_t>(u)],
+                                vs.attn.data() + s * spec_.hidden_size + head * hd);
+        }
+      });
     }
     round_to(plan_.weight_dtype, vs.attn.span());
     const OptLayerWeights& lw = layer_weights(t).layers[static_cast<std::size_t>(t.layer - 1)];
