@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# On the lent GPU machine (see DEVELOPERS notes in docs/testing.md): build the release preset with
+# On the lent GPU machine: build the release preset with
 # CUDA against the carried Debian packages and run the whole test suite, GPU tests included.
 # Usage (from the repository root, with .device-deps carried):
 #   source .device-deps/env.sh && bash scripts/device/gpu-tests.sh
+# .device-deps comes from ../shared/device/prepare.sh libgmock-dev (run once on this machine).
 set -euo pipefail
 out=${OUT:-/tmp/flexgen-out}
 mkdir -p "$out"
