@@ -1,6 +1,4 @@
 // `flexgen generate` end to end, and its errors: one line on stderr, a non-zero exit, no output.
-#include <unistd.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +11,7 @@
 #include "engine/text/bpe_tokenizer.h"
 #include "support/fixture.h"
 #include "support/run_command.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
@@ -20,6 +19,7 @@ namespace {
 using ::testing::HasSubstr;
 using testing::run_flexgen;
 using testing::shell_quote;
+using testing::TempDir;
 using testing::tiny_opt_dir;
 using testing::tiny_opt_reference;
 
@@ -27,25 +27,15 @@ std::string tiny() { return "--model " + shell_quote(tiny_opt_dir().string()); }
 
 int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
 
-// A scratch model directory, removed afterwards.
-class ModelDir {
+// A scratch copy of the tiny model, removed afterwards.
+class ModelDir : public TempDir {
  public:
-  ModelDir() : dir_(std::filesystem::temp_directory_path() / ("flexgen-cli-model-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++))) {
-    std::filesystem::create_directories(dir_);
+  ModelDir() {
     for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt"}) {
-      std::filesystem::copy_file(tiny_opt_dir() / f, dir_ / f);
+      std::filesystem::copy_file(tiny_opt_dir() / f, path() / f);
     }
   }
-  ~ModelDir() { std::filesystem::remove_all(dir_); }
-  const std::filesystem::path& path() const { return dir_; }
-  void write(const char* name, const std::string& content) const {
-    std::ofstream(dir_ / name, std::ios::binary | std::ios::trunc) << content;
-  }
-  std::string arg() const { return "--model " + shell_quote(dir_.string()); }
-
- private:
-  static inline int counter_ = 0;
-  std::filesystem::path dir_;
+  std::string arg() const { return "--model " + shell_quote(path().string()); }
 };
 
 TEST(GenerateCli, HelloContinuationMatchesHfGenerate) {

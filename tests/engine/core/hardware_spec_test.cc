@@ -1,36 +1,26 @@
 #include "engine/core/hardware_spec.h"
 
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <string>
-#include <unistd.h>
-#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "engine/core/error.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::error_of;
+using testing::TempDir;
 
 const std::filesystem::path kHardwareDir =
     std::filesystem::path(FLEXGEN_SOURCE_DIR) / "experiments" / "hardware";
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected flexgen::Error";
-  return "";
-}
 
 // Golden values worked out by hand from the published numbers (FLEXGEN-NOTES.md; GB = 2^30 =
 // 1073741824, T = 1e12):
@@ -197,22 +187,15 @@ TEST(HardwareSpec, BadValuesNameTheProblem) {
               HasSubstr("hw.json: expected a JSON object (got 3)"));
 }
 
-// Files: <temp>/flexgen_hw_<pid>_<name>, removed at the end of each test.
+// Files in a scratch directory, removed at the end of each test.
 class HardwareSpecFile : public ::testing::Test {
  protected:
   std::filesystem::path write(const std::string& name, const std::string& text) {
-    const std::filesystem::path path = std::filesystem::path(::testing::TempDir()) /
-                                       ("flexgen_hw_" + std::to_string(getpid()) + "_" + name);
-    std::ofstream(path) << text;
-    written_.push_back(path);
-    return path;
-  }
-  ~HardwareSpecFile() override {
-    for (const auto& path : written_) std::filesystem::remove(path);
+    return dir_.write(name, text);
   }
 
  private:
-  std::vector<std::filesystem::path> written_;
+  TempDir dir_;
 };
 
 TEST_F(HardwareSpecFile, MalformedJsonIsOneLineWithThePath) {

@@ -1,27 +1,18 @@
 #include "engine/core/json_fields.h"
 
-#include <functional>
 #include <string>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "engine/core/error.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected flexgen::Error";
-  return "";
-}
+using testing::error_of;
 
 TEST(JsonFields, ClosestKey) {
   const auto known = {std::string_view("gpu_memory_bytes"),

@@ -5,18 +5,20 @@
 #include <fstream>
 #include <functional>
 #include <string>
-#include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "engine/core/error.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::error_of;
+using testing::TempDir;
 
 // Hand-worked parameter counts. Per layer: attention 4*(h*h + h), MLP (h*f + f) + (f*h + h),
 // two LayerNorms 2*(2h). Embeddings: 50272*h tokens + 2050*h positions (2048 + 2) + 2h final LN.
@@ -135,16 +137,6 @@ TEST(ModelSpec, NameForms) {
   EXPECT_EQ(ModelSpec::from_name("Facebook/OPT-30b").num_heads, 56);
 }
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected flexgen::Error";
-  return "";
-}
-
 TEST(ModelSpec, UnknownNameListsKnownNames) {
   const std::string message = error_of([] { ModelSpec::from_name("opt-7b"); });
   EXPECT_THAT(message, HasSubstr("unknown model 'opt-7b'"));
@@ -208,22 +200,12 @@ const char* const kOpt67Config = R"({
   "word_embed_proj_dim": 4096
 })";
 
-// A fresh directory per process under the test temp dir, removed when the tests end.
-struct ScratchRoot {
-  std::filesystem::path path = std::filesystem::path(::testing::TempDir()) /
-                               ("flexgen_model_spec_" + std::to_string(getpid()));
-  ~ScratchRoot() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
-
 // Writes `text` to <fresh dir>/<dir_name>/config.json and returns that path.
 std::filesystem::path write_text(const std::string& text,
                                  const std::string& dir_name = "opt-6.7b") {
-  static ScratchRoot root;
+  static const TempDir root;  // removed when the tests end
   static std::atomic<int> counter{0};
-  const std::filesystem::path dir = root.path / std::to_string(counter++) / dir_name;
+  const std::filesystem::path dir = root / std::to_string(counter++) / dir_name;
   std::filesystem::create_directories(dir);
   const std::filesystem::path path = dir / "config.json";
   std::ofstream(path) << text;

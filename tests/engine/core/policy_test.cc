@@ -9,21 +9,13 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/error.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected flexgen::Error";
-  return "";
-}
+using testing::error_of;
 
 PolicyConfig config_of(std::int64_t gbs, std::int64_t batches, std::array<double, 6> percent) {
   PolicyConfig config;

@@ -1,17 +1,18 @@
 #include "engine/core/units_parse.h"
 
-#include <functional>
 #include <string>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "engine/core/error.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::error_of;
 
 TEST(ParseBytes, PlainAndScientific) {
   EXPECT_EQ(parse_bytes("0"), 0);
@@ -46,16 +47,6 @@ TEST(ParseBytes, Units) {
   EXPECT_EQ(parse_bytes("7EiB"), 8070450532247928832);  // 7 * 2^60
   EXPECT_EQ(parse_bytes("2EB"), 2000000000000000000);
   EXPECT_EQ(parse_bytes("1e-1EB"), 100000000000000000);  // exponent, then unit
-}
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected flexgen::Error";
-  return "";
 }
 
 TEST(ParseBytes, Errors) {

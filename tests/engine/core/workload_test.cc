@@ -9,21 +9,13 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/error.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected flexgen::Error";
-  return "";
-}
+using testing::error_of;
 
 TEST(Workload, DefaultsAreValid) {
   const Workload workload;

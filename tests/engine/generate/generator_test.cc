@@ -10,25 +10,17 @@
 #include "engine/model/opt_host_model.h"
 #include "tests/support/opt_reference.h"
 #include "tests/support/random_opt.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::error_of;
 using testing::NormalRng;
 using testing::random_opt_weights;
 using testing::reference_greedy;
 using testing::tiny_opt_spec;
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no flexgen::Error thrown)";
-}
 
 class GeneratorTest : public ::testing::Test {
  protected:

@@ -12,21 +12,13 @@
 
 #include "engine/core/error.h"
 #include "tests/support/random_opt.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
 
 using ::testing::HasSubstr;
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no flexgen::Error thrown)";
-}
+using testing::error_of;
 
 SamplingConfig sampling(float temperature, int top_k, float top_p, std::uint64_t seed = 1) {
   SamplingConfig c;

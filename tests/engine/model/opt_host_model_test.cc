@@ -11,26 +11,18 @@
 #include "engine/core/parallel.h"
 #include "tests/support/opt_reference.h"
 #include "tests/support/random_opt.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::error_of;
 using testing::NormalRng;
 using testing::random_opt_weights;
 using testing::reference_left_pad;
 using testing::reference_opt_logits;
 using testing::tiny_opt_spec;
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no flexgen::Error thrown)";
-}
 
 std::vector<std::int32_t> random_tokens(NormalRng& rng, std::size_t n) {
   std::vector<std::int32_t> ids;

@@ -8,24 +8,16 @@
 
 #include "engine/core/error.h"
 #include "tests/support/random_opt.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::error_of;
 using testing::NormalRng;
 using testing::random_opt_weights;
 using testing::tiny_opt_spec;
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no flexgen::Error thrown)";
-}
 
 TEST(BatchState, LeftPaddedPositionsFollowHfOpt) {
   const BatchState state = BatchState::left_padded({5, 2, 7});

@@ -1,15 +1,11 @@
 #include "engine/model/opt_weights.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <random>
 #include <set>
 #include <string>
@@ -22,44 +18,15 @@
 
 #include "engine/core/error.h"
 #include "engine/io/safetensors.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::error_of;
+using testing::TempDir;
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("flexgen_optw_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + "_" +
-             (info != nullptr ? info->name() : "x"));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected flexgen::Error";
-  return "";
-}
 
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);

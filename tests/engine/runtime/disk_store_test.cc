@@ -6,7 +6,6 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -20,6 +19,7 @@
 #include <vector>
 
 #include "engine/core/error.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
@@ -27,29 +27,10 @@ namespace {
 namespace fs = std::filesystem;
 using disk_store_testing::FailureKind;
 using ::testing::HasSubstr;
+using testing::error_of;
+using testing::TempDir;
 
 constexpr Bytes kUnlimited = std::numeric_limits<Bytes>::max() / 4;
-
-// A fresh directory per test, removed afterwards.
-class TempDir {
- public:
-  explicit TempDir(const fs::path& parent = fs::temp_directory_path()) {
-    static std::atomic<int> counter{0};
-    path_ = parent / ("flexgen-disk-store-test-" + std::to_string(::getpid()) + "-" +
-                      std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 std::vector<std::string> list_dir(const fs::path& dir) {
   std::vector<std::string> names;
@@ -68,17 +49,6 @@ std::vector<unsigned char> random_bytes(std::size_t n, std::uint64_t seed) {
 struct FailureGuard {
   ~FailureGuard() { disk_store_testing::clear_failures(); }
 };
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected flexgen::Error";
-  return "";
-}
 
 // ---- round trips ------------------------------------------------------------------------------
 

@@ -4,8 +4,6 @@
 // plan; budgets and disk faults fail cleanly.
 #include "engine/runtime/host_runtime.h"
 
-#include <unistd.h>
-
 #include <cerrno>
 #include <filesystem>
 #include <map>
@@ -19,11 +17,13 @@
 #include "engine/runtime/disk_store.h"
 #include "support/opt_reference.h"
 #include "support/random_opt.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::TempDir;
 namespace fs = std::filesystem;
 
 constexpr std::int64_t kGenLen = 6;
@@ -53,22 +53,6 @@ std::vector<std::vector<std::int32_t>> prompts(std::int64_t count) {
   return {all.begin(), all.begin() + count};
 }
 
-class OffloadDir {
- public:
-  OffloadDir()
-      : path_(fs::temp_directory_path() / ("flexgen-runtime-test-" + std::to_string(::getpid()) + "-" +
-                                           std::to_string(counter_++))) {
-    fs::create_directories(path_);
-  }
-  ~OffloadDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-  bool empty() const { return fs::is_empty(path_); }
-
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
-
 struct RunSetup {
   std::array<double, 6> percent = {100, 0, 100, 0, 100, 0};
   std::int64_t gbs = 2, ngb = 1;
@@ -96,7 +80,7 @@ Plan plan_for(const RunSetup& s) {
   return make_plan(spec(), w, Policy::create(c));
 }
 
-RuntimeOptions options_in(const OffloadDir& dir) {
+RuntimeOptions options_in(const TempDir& dir) {
   RuntimeOptions o;
   o.budgets[Tier::kGpu] = o.budgets[Tier::kCpu] = o.budgets[Tier::kDisk] = Bytes{1} << 40;
   o.offload_dir = dir.path();
@@ -104,7 +88,7 @@ RuntimeOptions options_in(const OffloadDir& dir) {
 }
 
 RunReport run(const RunSetup& s, const OptWeights& w = weights()) {
-  OffloadDir dir;
+  TempDir dir;
   RuntimeOptions o = options_in(dir);
   o.schedule = s.kind;
   const Plan plan = plan_for(s);
@@ -333,7 +317,7 @@ TEST(HostRuntime, PlansOverBudgetAreRefusedBeforeAnyAllocation) {
   const Plan plan = plan_for(s);
   const MemoryPlan memory = plan_memory(plan);
   for (Tier tier : kAllTiers) {
-    OffloadDir dir;
+    TempDir dir;
     RuntimeOptions o = options_in(dir);
     o.budgets[tier] = memory.total[tier] - 1;
     try {
@@ -348,7 +332,7 @@ TEST(HostRuntime, PlansOverBudgetAreRefusedBeforeAnyAllocation) {
 }
 
 TEST(HostRuntime, AFullDiskDuringPlacementFailsCleanly) {
-  OffloadDir dir;
+  TempDir dir;
   RunSetup s;
   s.percent = {0, 0, 100, 0, 100, 0};
   disk_store_testing::inject_failure(disk_store_testing::FailureKind::kWriteError, 1, ENOSPC);
@@ -365,7 +349,7 @@ TEST(HostRuntime, AFullDiskDuringPlacementFailsCleanly) {
 TEST(HostRuntime, AFailingDiskDuringTheRunStopsItWithOneError) {
   for (bool overlap : {true, false}) {
     for (auto kind : {disk_store_testing::FailureKind::kWriteError, disk_store_testing::FailureKind::kReadError}) {
-      OffloadDir dir;
+      TempDir dir;
       RunSetup s;
       s.percent = {100, 0, 0, 0, 100, 0};  // the cache on disk: reads and writes every step
       s.overlap = overlap;

@@ -1,12 +1,8 @@
 #include "engine/text/bpe_tokenizer.h"
 
-#include <unistd.h>
-
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -15,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/core/error.h"
+#include "support/test_util.h"
 
 namespace flexgen {
 namespace {
@@ -22,6 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using Ids = std::vector<std::int32_t>;
 using ::testing::HasSubstr;
+using testing::TempDir;
 
 // UTF-8 for code points below U+0800, written independently of the engine's encoder.
 std::string utf8_2(char32_t cp) {
@@ -38,34 +36,6 @@ std::string byte_symbol(unsigned byte) {
   else if (byte == 0xAD) cp = 0x143;
   return utf8_2(cp);
 }
-
-// A fresh directory under the system temp dir, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            str_cat("flexgen_bpe_test_", ::getpid(), "_", counter++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-  fs::path write(const std::string& name, const std::string& contents) const {
-    const fs::path file = path_ / name;
-    std::ofstream out(file, std::ios::binary);
-    out << contents;
-    return file;
-  }
-
- private:
-  fs::path path_;
-};
 
 // Appends the pieces to `out` (GCC 12 raises a false -Wrestrict on chains of std::string +).
 template <typename... Parts>
