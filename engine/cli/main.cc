@@ -15,6 +15,7 @@ namespace flexgen::cli {
 const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
       {"generate", "generate text with an OPT model (real weights or dummy weights)", run_generate},
+      {"profile", "measure this machine into a hardware spec (experiments/hardware/*.json)", run_profile},
   };
   return kCommands;
 }

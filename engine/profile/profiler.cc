@@ -1,0 +1,312 @@
+#include "engine/profile/profiler.h"
+
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <system_error>
+#include <thread>
+
+#include "engine/core/error.h"
+#include "engine/core/format.h"
+#include "engine/core/parallel.h"
+#include "engine/runtime/disk_store.h"
+#include "engine/runtime/unit_attention.h"
+
+namespace flexgen {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Fills n 64-bit words with pseudo-random bits, in parallel (deterministic per block).
+void fill_random_words(std::uint64_t* words, std::int64_t n, std::uint64_t seed) {
+  constexpr std::int64_t kBlock = 1 << 16;
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+  parallel_for(blocks, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t b = begin; b < end; ++b) {
+      std::uint64_t state = splitmix64(seed ^ static_cast<std::uint64_t>(b));
+      const std::int64_t last = std::min(n, (b + 1) * kBlock);
+      for (std::int64_t i = b * kBlock; i < last; ++i) {
+        state = splitmix64(state);
+        words[i] = state;
+      }
+    }
+  });
+}
+
+// Uniform floats in [-1, 1), in parallel (deterministic per block).
+void fill_uniform(float* values, std::int64_t n, std::uint64_t seed) {
+  constexpr std::int64_t kBlock = 1 << 16;
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+  parallel_for(blocks, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t b = begin; b < end; ++b) {
+      std::uint64_t state = splitmix64(seed ^ static_cast<std::uint64_t>(b));
+      const std::int64_t last = std::min(n, (b + 1) * kBlock);
+      for (std::int64_t i = b * kBlock; i < last; ++i) {
+        state = splitmix64(state);
+        // 24 random bits -> [0, 1) -> [-1, 1)
+        values[i] = static_cast<float>(state >> 40) * (2.0f / 16777216.0f) - 1.0f;
+      }
+    }
+  });
+}
+
+struct FreeAligned {
+  void operator()(void* p) const { std::free(p); }
+};
+
+std::unique_ptr<char, FreeAligned> aligned_buffer(Bytes bytes, const char* what) {
+  const auto size = static_cast<std::size_t>((bytes + kDiskAlignment - 1) / kDiskAlignment * kDiskAlignment);
+  void* p = std::aligned_alloc(static_cast<std::size_t>(kDiskAlignment), size);
+  FLEXGEN_REQUIRE(p != nullptr, "profile: cannot allocate ", format_bytes(bytes), " for ", what);
+  return std::unique_ptr<char, FreeAligned>(static_cast<char*>(p));
+}
+
+// The stamp in the first 16 bytes of every 4 KiB block of a disk transfer.
+constexpr std::uint64_t kStampMagic = 0x666c657867656e50ull;  // "flexgenP"
+
+void stamp_blocks(char* buffer, Bytes n, std::int64_t transfer) {
+  for (Bytes off = 0; off + 16 <= n; off += kDiskAlignment) {
+    const std::uint64_t words[2] = {kStampMagic ^ static_cast<std::uint64_t>(transfer),
+                                    static_cast<std::uint64_t>(off)};
+    std::memcpy(buffer + off, words, sizeof(words));
+  }
+}
+
+bool stamps_match(const char* buffer, Bytes n, std::int64_t transfer) {
+  for (Bytes off = 0; off + 16 <= n; off += kDiskAlignment) {
+    std::uint64_t words[2];
+    std::memcpy(words, buffer + off, sizeof(words));
+    if (words[0] != (kStampMagic ^ static_cast<std::uint64_t>(transfer)) ||
+        words[1] != static_cast<std::uint64_t>(off)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+HostProfileOptions HostProfileOptions::full(std::filesystem::path offload_dir) {
+  HostProfileOptions o;
+  o.offload_dir = std::move(offload_dir);
+  return o;
+}
+
+HostProfileOptions HostProfileOptions::quick(std::filesystem::path offload_dir) {
+  HostProfileOptions o;
+  o.offload_dir = std::move(offload_dir);
+  o.disk_bytes = 256 * kMiB;
+  o.memory_buffer_bytes = 256 * kMiB;
+  o.memory_passes = 3;
+  o.attention_units = 256;
+  o.attention_positions = {512, 2048};
+  o.attention_passes = 3;
+  return o;
+}
+
+Bytes physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGE_SIZE);
+  FLEXGEN_REQUIRE(pages > 0 && page > 0, "profile: the system does not report its physical memory");
+  return static_cast<Bytes>(pages) * static_cast<Bytes>(page);
+}
+
+Bytes free_disk_bytes(const std::filesystem::path& directory) {
+  struct statvfs st {};
+  if (statvfs(directory.c_str(), &st) != 0) {
+    fail("profile: cannot query the free space of ", directory.string(), ": ",
+         std::generic_category().message(errno));
+  }
+  return static_cast<Bytes>(st.f_bavail) * static_cast<Bytes>(st.f_frsize);
+}
+
+DiskMeasurement measure_disk(const std::filesystem::path& directory, Bytes total, Bytes transfer,
+                             const ProfileProgress& progress) {
+  FLEXGEN_REQUIRE(total > 0 && total % kDiskAlignment == 0,
+                  "profile: the disk test size must be a positive multiple of 4 KiB (got ", total,
+                  " bytes)");
+  FLEXGEN_REQUIRE(transfer > 0 && transfer % kDiskAlignment == 0,
+                  "profile: the disk transfer size must be a positive multiple of 4 KiB (got ",
+                  transfer, " bytes)");
+  transfer = std::min(transfer, total);
+
+  DiskMeasurement m;
+  m.directory = directory.string();
+  m.total_bytes = total;
+  m.transfer_bytes = transfer;
+
+  DiskStore store(directory, total);
+  m.direct_io = store.direct_io();
+  store.reserve(total);
+  const DiskRegion region = store.allocate(total, "profile");
+
+  auto write_buffer = aligned_buffer(transfer, "the disk test's write buffer");
+  auto read_buffer = aligned_buffer(transfer, "the disk test's read buffer");
+  fill_random_words(reinterpret_cast<std::uint64_t*>(write_buffer.get()), transfer / 8, 0x5eed0001);
+  std::memset(read_buffer.get(), 0, static_cast<std::size_t>(transfer));
+
+  const std::int64_t transfers = (total + transfer - 1) / transfer;
+  if (progress) {
+    progress(str_cat("disk: writing ", format_bytes(total), " in ", format_bytes(transfer),
+                     " transfers to ", directory.string(), m.direct_io ? " (O_DIRECT)" : " (buffered: O_DIRECT refused)"));
+  }
+  double write_seconds = 0;
+  for (std::int64_t i = 0; i < transfers; ++i) {
+    const Bytes offset = i * transfer;
+    const Bytes n = std::min(transfer, total - offset);
+    stamp_blocks(write_buffer.get(), n, i);
+    const auto start = Clock::now();
+    store.write_sync(region, write_buffer.get(), n, offset);
+    const double s = std::max(seconds_since(start), 1e-9);
+    write_seconds += s;
+    m.write_transfer_bytes_per_s.push_back(static_cast<double>(n) / s);
+  }
+  if (progress) progress(str_cat("disk: reading ", format_bytes(total), " back"));
+  double read_seconds = 0;
+  for (std::int64_t i = 0; i < transfers; ++i) {
+    const Bytes offset = i * transfer;
+    const Bytes n = std::min(transfer, total - offset);
+    const auto start = Clock::now();
+    store.read_sync(region, read_buffer.get(), n, offset);
+    const double s = std::max(seconds_since(start), 1e-9);
+    read_seconds += s;
+    m.read_transfer_bytes_per_s.push_back(static_cast<double>(n) / s);
+    FLEXGEN_REQUIRE(stamps_match(read_buffer.get(), n, i), "profile: the disk test read back ",
+                    "different data than it wrote at offset ", offset, " of ", store.file_name());
+  }
+  m.write_bytes_per_s = static_cast<double>(total) / write_seconds;
+  m.read_bytes_per_s = static_cast<double>(total) / read_seconds;
+  store.release(region);
+  return m;
+}
+
+HostMemoryMeasurement measure_host_memory(Bytes buffer_bytes, int passes) {
+  FLEXGEN_REQUIRE(buffer_bytes >= 8 && buffer_bytes % 8 == 0,
+                  "profile: the host memory buffer must be a positive multiple of 8 bytes (got ",
+                  buffer_bytes, ")");
+  FLEXGEN_REQUIRE(passes >= 1, "profile: at least one memory pass is needed (got ", passes, ")");
+  HostMemoryMeasurement m;
+  m.buffer_bytes = buffer_bytes;
+  m.threads = parallel_threads();
+  auto source = aligned_buffer(buffer_bytes, "the host memory test");
+  auto destination = aligned_buffer(buffer_bytes, "the host memory test");
+  fill_random_words(reinterpret_cast<std::uint64_t*>(source.get()), buffer_bytes / 8, 0x5eed0002);
+
+  // Each thread copies one contiguous slice (64-byte aligned cuts).
+  const std::int64_t slices = m.threads;
+  const Bytes slice = (buffer_bytes / slices + 63) / 64 * 64;
+  auto copy_pass = [&] {
+    parallel_for(slices, 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) {
+        const Bytes from = std::min(buffer_bytes, i * slice);
+        const Bytes to = std::min(buffer_bytes, from + slice);
+        std::memcpy(destination.get() + from, source.get() + from, static_cast<std::size_t>(to - from));
+      }
+    });
+  };
+  copy_pass();  // first touch of the destination's pages
+  for (int p = 0; p < passes; ++p) {
+    const auto start = Clock::now();
+    copy_pass();
+    m.copy_bytes_per_s.push_back(2.0 * static_cast<double>(buffer_bytes) / seconds_since(start));
+  }
+  FLEXGEN_REQUIRE(std::memcmp(source.get(), destination.get(), static_cast<std::size_t>(buffer_bytes)) == 0,
+                  "profile: the host memory test's copy differs from its source");
+  return m;
+}
+
+CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t head_dim,
+                                              std::int64_t positions, int passes) {
+  FLEXGEN_REQUIRE(units >= 1 && head_dim >= 1 && positions >= 1 && passes >= 1,
+                  "profile: CPU attention needs positive units, head_dim, positions and passes (got ",
+                  units, ", ", head_dim, ", ", positions, ", ", passes, ")");
+  CpuAttentionMeasurement m;
+  m.units = units;
+  m.head_dim = head_dim;
+  m.positions = positions;
+  m.threads = parallel_threads();
+
+  const std::int64_t rows = units * positions * head_dim;
+  std::unique_ptr<float[]> keys(new float[static_cast<std::size_t>(rows)]);
+  std::unique_ptr<float[]> values(new float[static_cast<std::size_t>(rows)]);
+  std::unique_ptr<float[]> queries(new float[static_cast<std::size_t>(units * head_dim)]);
+  std::unique_ptr<float[]> out(new float[static_cast<std::size_t>(units * head_dim)]);
+  fill_uniform(keys.get(), rows, 0x5eed0003);
+  fill_uniform(values.get(), rows, 0x5eed0004);
+  fill_uniform(queries.get(), units * head_dim, 0x5eed0005);
+  // Queries come scaled by head_dim^-0.5, as the runtime passes them.
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  for (std::int64_t i = 0; i < units * head_dim; ++i) queries[static_cast<std::size_t>(i)] *= scale;
+
+  auto attention_pass = [&] {
+    parallel_for(units, 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t u = begin; u < end; ++u) {
+        const std::int64_t kv = u * positions * head_dim;
+        unit_attention(queries.get() + u * head_dim, head_dim, keys.get() + kv, values.get() + kv,
+                       head_dim, /*T=*/1, /*past=*/positions - 1, /*pad=*/0,
+                       out.get() + u * head_dim, head_dim);
+      }
+    });
+  };
+  const double flops = static_cast<double>(units) * 4.0 * static_cast<double>(positions) *
+                       static_cast<double>(head_dim);
+  attention_pass();  // warm-up
+  for (int p = 0; p < passes; ++p) {
+    const auto start = Clock::now();
+    attention_pass();
+    m.flops_per_s.push_back(flops / seconds_since(start));
+  }
+  for (std::int64_t i = 0; i < units * head_dim; ++i) {
+    FLEXGEN_REQUIRE(std::isfinite(out[static_cast<std::size_t>(i)]),
+                    "profile: CPU attention produced a non-finite output");
+  }
+  return m;
+}
+
+HostMeasurements profile_host(const HostProfileOptions& options) {
+  HostMeasurements h;
+  h.memory_bytes = physical_memory_bytes();
+  h.hardware_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::error_code ec;
+  std::filesystem::create_directories(options.offload_dir, ec);
+  FLEXGEN_REQUIRE(!ec && std::filesystem::is_directory(options.offload_dir),
+                  "profile: cannot use the offload directory ", options.offload_dir.string(),
+                  ec ? ": " + ec.message() : std::string(": not a directory"));
+  h.disk_free_bytes = free_disk_bytes(options.offload_dir);
+  h.disk = measure_disk(options.offload_dir, options.disk_bytes, options.disk_transfer_bytes,
+                        options.progress);
+  if (options.progress) {
+    options.progress(str_cat("host memory: memcpy of ", format_bytes(options.memory_buffer_bytes),
+                             " on ", parallel_threads(), " threads"));
+  }
+  h.memory = measure_host_memory(options.memory_buffer_bytes, options.memory_passes);
+  for (std::int64_t positions : options.attention_positions) {
+    if (options.progress) {
+      options.progress(str_cat("CPU attention: ", options.attention_units, " units x ", positions,
+                               " positions x head_dim ", options.attention_head_dim));
+    }
+    h.cpu_attention.push_back(measure_cpu_attention(options.attention_units,
+                                                    options.attention_head_dim, positions,
+                                                    options.attention_passes));
+  }
+  return h;
+}
+
+}  // namespace flexgen

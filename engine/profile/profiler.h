@@ -1,0 +1,58 @@
+#pragma once
+// The host half of `flexgen profile`: disk, host memory and CPU attention, measured on this
+// machine. Works in every build (the GPU half is engine/cuda/profile_gpu.h). See docs/profiling.md
+// for what is measured and why.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/core/units.h"
+#include "engine/profile/measurements.h"
+
+namespace flexgen {
+
+struct HostProfileOptions {
+  std::filesystem::path offload_dir;  // the disk measured: a DiskStore file in this directory
+  Bytes disk_bytes = 2 * kGiB;        // written then read back
+  Bytes disk_transfer_bytes = 64 * kMiB;
+  Bytes memory_buffer_bytes = 1 * kGiB;  // memcpy source and destination, each
+  int memory_passes = 5;
+  std::int64_t attention_units = 1024;  // 32 sequences x 32 heads
+  std::int64_t attention_head_dim = 128;
+  std::vector<std::int64_t> attention_positions = {512, 1024, 2048};
+  int attention_passes = 5;
+  ProfileProgress progress;
+
+  // The default run and the --quick one (smaller sizes, fewer passes).
+  static HostProfileOptions full(std::filesystem::path offload_dir);
+  static HostProfileOptions quick(std::filesystem::path offload_dir);
+};
+
+// Physical memory in bytes (sysconf); throws flexgen::Error when the system does not say.
+Bytes physical_memory_bytes();
+// Free space for unprivileged users on the file system holding `directory` (statvfs); throws
+// flexgen::Error naming the directory when it cannot be queried.
+Bytes free_disk_bytes(const std::filesystem::path& directory);
+
+// Writes `total` bytes (a multiple of 4 KiB) of random data through a DiskStore in `directory`,
+// in `transfer`-byte calls, then reads them back and checks a stamp in every 4 KiB block. Throws
+// flexgen::Error for a bad size, a directory that cannot be used, too little space, or data that
+// does not read back.
+DiskMeasurement measure_disk(const std::filesystem::path& directory, Bytes total, Bytes transfer,
+                             const ProfileProgress& progress = {});
+
+// `passes` timed multithreaded memcpy passes between two buffers of `buffer_bytes` after one
+// untimed pass (the first touch of the pages).
+HostMemoryMeasurement measure_host_memory(Bytes buffer_bytes, int passes);
+
+// `passes` timed passes (after one untimed) of decode attention with unit_attention over `units`
+// units at `positions` positions, split over the parallel_for threads. Random data.
+CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t head_dim,
+                                              std::int64_t positions, int passes);
+
+// Everything above plus the capacities.
+HostMeasurements profile_host(const HostProfileOptions& options);
+
+}  // namespace flexgen

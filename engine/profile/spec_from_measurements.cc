@@ -1,0 +1,291 @@
+#include "engine/profile/spec_from_measurements.h"
+
+#include <algorithm>
+#include <cctype>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/core/error.h"
+#include "engine/core/format.h"
+
+namespace flexgen {
+namespace {
+
+std::string version_string(int version) {
+  // CUDA encodes 12.4 as 12040.
+  return std::to_string(version / 1000) + "." + std::to_string((version % 1000) / 10);
+}
+
+std::string gemm_shapes(const std::vector<GemmMeasurement>& gemms, Phase phase) {
+  std::string out;
+  for (const GemmMeasurement& g : gemms) {
+    if (g.phase != phase) continue;
+    if (!out.empty()) out += ", ";
+    out += std::to_string(g.m) + "x" + std::to_string(g.n) + "x" + std::to_string(g.k);
+  }
+  return out;
+}
+
+std::string attention_shapes(const std::vector<GpuAttentionMeasurement>& attention, Phase phase) {
+  std::string out;
+  for (const GpuAttentionMeasurement& a : attention) {
+    if (a.phase != phase) continue;
+    if (!out.empty()) out += ", ";
+    out += std::to_string(a.units) + " units x " + std::to_string(a.queries) + " queries x " +
+           std::to_string(a.positions) + " positions";
+  }
+  return out;
+}
+
+std::string host_description(const HostMeasurements& host) {
+  std::ostringstream d;
+  const DiskMeasurement& disk = host.disk;
+  d << "disk_read/write_bytes_per_s: " << (disk.direct_io ? "O_DIRECT" : "BUFFERED (the file system refused O_DIRECT)")
+    << " through DiskStore in " << disk.directory << ", " << format_bytes(disk.total_bytes)
+    << " written then read back in " << format_bytes(disk.transfer_bytes)
+    << " transfers; total bytes over total time of each pass. ";
+  d << "cpu_memory_bytes_per_s: memcpy of " << format_bytes(host.memory.buffer_bytes) << " on "
+    << host.memory.threads << " threads, read + written bytes counted, median of "
+    << host.memory.copy_bytes_per_s.size() << " passes after a warm-up pass. ";
+  if (!host.cpu_attention.empty()) {
+    const CpuAttentionMeasurement& a = host.cpu_attention.front();
+    d << "cpu_attention_flops_per_s: unit_attention (the runtime's CPU attention) for " << a.units
+      << " decode units of head_dim " << a.head_dim << " on " << a.threads
+      << " threads, 4 * positions * head_dim FLOPs per unit as the schedule counts them, median over"
+      << " positions";
+    for (const CpuAttentionMeasurement& c : host.cpu_attention) d << " " << c.positions;
+    d << " of each one's median of " << a.flops_per_s.size() << " passes. ";
+  }
+  d << "cpu_memory_bytes: physical memory (sysconf); disk_bytes: free space of " << disk.directory
+    << " (statvfs) at the time of the run.";
+  return d.str();
+}
+
+nlohmann::json samples_json(const std::vector<double>& samples, const std::string& what) {
+  return {{"median", median_of(samples, what)}, {"samples", samples}};
+}
+
+}  // namespace
+
+std::string default_spec_name(const std::string& device_name) {
+  std::string lower;
+  for (char c : device_name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string out;
+  bool dash = false;
+  for (char c : lower) {
+    const bool keep = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (keep) {
+      if (dash && !out.empty()) out += '-';
+      out += c;
+      dash = false;
+    } else {
+      dash = true;
+    }
+  }
+  if (out.rfind("nvidia-", 0) == 0) {
+    out = out.substr(7);
+  } else if (out == "nvidia") {
+    out.clear();
+  }
+  return (out.empty() ? std::string("gpu") : out) + "-measured";
+}
+
+FlopsPerSecond gemm_flops_per_s(const std::vector<GemmMeasurement>& gemms, Phase phase) {
+  std::vector<double> per_shape;
+  for (const GemmMeasurement& g : gemms) {
+    if (g.phase != phase) continue;
+    per_shape.push_back(median_of(g.flops_per_s, str_cat(phase_name(phase), " GEMM ", g.m, "x", g.n, "x", g.k)));
+  }
+  return median_of(per_shape, str_cat("the ", phase_name(phase), " GEMM shapes"));
+}
+
+FlopsPerSecond gpu_attention_flops_per_s(const std::vector<GpuAttentionMeasurement>& attention,
+                                         Phase phase) {
+  std::vector<double> per_shape;
+  for (const GpuAttentionMeasurement& a : attention) {
+    if (a.phase != phase) continue;
+    per_shape.push_back(median_of(
+        a.flops_per_s, str_cat(phase_name(phase), " GPU attention at ", a.positions, " positions")));
+  }
+  return median_of(per_shape, str_cat("the ", phase_name(phase), " GPU attention shapes"));
+}
+
+FlopsPerSecond cpu_attention_flops_per_s(const std::vector<CpuAttentionMeasurement>& attention) {
+  std::vector<double> per_shape;
+  for (const CpuAttentionMeasurement& a : attention) {
+    per_shape.push_back(
+        median_of(a.flops_per_s, str_cat("CPU attention at ", a.positions, " positions")));
+  }
+  return median_of(per_shape, "the CPU attention shapes");
+}
+
+BytesPerSecond gpu_memory_bytes_per_s(const GpuMemoryMeasurement& memory) {
+  return std::max(median_of(memory.memcpy_bytes_per_s, "GPU device-to-device cudaMemcpy"),
+                  median_of(memory.copy_kernel_bytes_per_s, "the GPU copy kernel"));
+}
+
+double h2d_check_ratio(const GpuMeasurements& gpu) {
+  const double plain = gpu.plain_loop.h2d_bytes_per_s;
+  FLEXGEN_REQUIRE(plain > 0, "profile: no plain cudaMemcpyAsync loop figure for the h2d check");
+  return median_of(gpu.transfers.h2d_pinned_bytes_per_s, "pinned h2d copies") / plain;
+}
+
+HardwareSpec spec_from_measurements(const HostMeasurements& host, const GpuMeasurements& gpu,
+                                    const std::string& name, const std::string& date) {
+  HardwareSpec spec;
+  spec.name = name;
+  spec.gpu_memory_bytes = gpu.memory_bytes;
+  spec.cpu_memory_bytes = host.memory_bytes;
+  spec.disk_bytes = host.disk_free_bytes;
+  spec.h2d_bytes_per_s = median_of(gpu.transfers.h2d_pinned_bytes_per_s, "pinned h2d copies");
+  spec.d2h_bytes_per_s = median_of(gpu.transfers.d2h_pinned_bytes_per_s, "pinned d2h copies");
+  spec.disk_read_bytes_per_s = host.disk.read_bytes_per_s;
+  spec.disk_write_bytes_per_s = host.disk.write_bytes_per_s;
+  spec.gpu_gemm_prefill_flops_per_s = gemm_flops_per_s(gpu.gemms, Phase::kPrefill);
+  spec.gpu_gemm_decode_flops_per_s = gemm_flops_per_s(gpu.gemms, Phase::kDecode);
+  spec.gpu_attention_prefill_flops_per_s = gpu_attention_flops_per_s(gpu.attention, Phase::kPrefill);
+  spec.gpu_attention_decode_flops_per_s = gpu_attention_flops_per_s(gpu.attention, Phase::kDecode);
+  spec.cpu_attention_flops_per_s = cpu_attention_flops_per_s(host.cpu_attention);
+  spec.gpu_memory_bytes_per_s = gpu_memory_bytes_per_s(gpu.memory);
+  spec.cpu_memory_bytes_per_s = median_of(host.memory.copy_bytes_per_s, "host memcpy passes");
+
+  std::ostringstream d;
+  d << "Measured by `flexgen profile` on " << date << " (UTC): " << gpu.device_name
+    << " (compute capability " << gpu.compute_capability_major << "." << gpu.compute_capability_minor
+    << ", " << gpu.multiprocessors << " SMs), driver API " << version_string(gpu.driver_version)
+    << ", CUDA runtime " << version_string(gpu.runtime_version) << ", cuBLAS " << gpu.cublas_version
+    << "; host with " << host.hardware_threads << " hardware threads and "
+    << format_bytes(host.memory_bytes) << " of memory. Raw samples are in the measurements file. ";
+  d << "h2d/d2h_bytes_per_s: pinned (cudaMallocHost) cudaMemcpyAsync of "
+    << format_bytes(gpu.transfers.transfer_bytes) << ", one direction at a time, median of "
+    << gpu.transfers.repeats << " copies timed with CUDA events after warm-up (a plain loop of "
+    << gpu.plain_loop.iterations << " copies measured h2d "
+    << gpu.plain_loop.h2d_bytes_per_s / 1e9 << " GB/s in the same run). ";
+  d << "gpu_gemm_*: cublasGemmEx fp16 in and out, fp32 accumulation, 2mnk FLOPs, median over the"
+    << " shapes (m x n x k) of each shape's median; prefill " << gemm_shapes(gpu.gemms, Phase::kPrefill)
+    << "; decode " << gemm_shapes(gpu.gemms, Phase::kDecode) << ". ";
+  d << "gpu_attention_*: head_dim " << (gpu.attention.empty() ? 0 : gpu.attention.front().head_dim)
+    << ", fp16 cublasGemmStridedBatchedEx Q.K^T, a row softmax kernel and P.V, FLOPs as the schedule"
+    << " counts them (prefill: causal pairs only, 2 * head_dim * S * (S + 1) per unit; decode:"
+    << " 4 * positions * head_dim per unit); prefill "
+    << attention_shapes(gpu.attention, Phase::kPrefill) << "; decode "
+    << attention_shapes(gpu.attention, Phase::kDecode) << ". ";
+  d << "gpu_memory_bytes_per_s: the better of cudaMemcpy device to device and a copy kernel over "
+    << format_bytes(gpu.memory.buffer_bytes) << " buffers, read + written bytes counted. "
+    << "gpu_memory_bytes: cudaMemGetInfo total. ";
+  d << host_description(host);
+  spec.description = d.str();
+  spec.validate();
+  return spec;
+}
+
+nlohmann::json partial_spec_json(const HostMeasurements& host, const std::string& name,
+                                 const std::string& date) {
+  FLEXGEN_REQUIRE(!name.empty(), "profile: the spec name must not be empty");
+  const std::string description =
+      "PARTIAL, host parts only (no GPU): measured by `flexgen profile --host-only` on " + date +
+      " (UTC); host with " + std::to_string(host.hardware_threads) + " hardware threads. " +
+      host_description(host);
+  return {{"name", name},
+          {"description", description},
+          {"cpu_memory_bytes", host.memory_bytes},
+          {"disk_bytes", host.disk_free_bytes},
+          {"disk_read_bytes_per_s", host.disk.read_bytes_per_s},
+          {"disk_write_bytes_per_s", host.disk.write_bytes_per_s},
+          {"cpu_attention_flops_per_s", cpu_attention_flops_per_s(host.cpu_attention)},
+          {"cpu_memory_bytes_per_s", median_of(host.memory.copy_bytes_per_s, "host memcpy passes")}};
+}
+
+nlohmann::json measurements_json(const HostMeasurements& host, const GpuMeasurements* gpu,
+                                 const std::string& name, const std::string& date) {
+  nlohmann::json cpu_attention = nlohmann::json::array();
+  for (const CpuAttentionMeasurement& a : host.cpu_attention) {
+    cpu_attention.push_back({{"units", a.units},
+                             {"head_dim", a.head_dim},
+                             {"positions", a.positions},
+                             {"threads", a.threads},
+                             {"flops_per_s", samples_json(a.flops_per_s, "CPU attention")}});
+  }
+  const DiskMeasurement& disk = host.disk;
+  nlohmann::json j = {
+      {"name", name},
+      {"date", date},
+      {"host",
+       {{"memory_bytes", host.memory_bytes},
+        {"disk_free_bytes", host.disk_free_bytes},
+        {"hardware_threads", host.hardware_threads},
+        {"disk",
+         {{"directory", disk.directory},
+          {"direct_io", disk.direct_io},
+          {"total_bytes", disk.total_bytes},
+          {"transfer_bytes", disk.transfer_bytes},
+          {"write_bytes_per_s", disk.write_bytes_per_s},
+          {"read_bytes_per_s", disk.read_bytes_per_s},
+          {"write_transfer_bytes_per_s", samples_json(disk.write_transfer_bytes_per_s, "disk writes")},
+          {"read_transfer_bytes_per_s", samples_json(disk.read_transfer_bytes_per_s, "disk reads")}}},
+        {"memory",
+         {{"buffer_bytes", host.memory.buffer_bytes},
+          {"threads", host.memory.threads},
+          {"copy_bytes_per_s", samples_json(host.memory.copy_bytes_per_s, "host memcpy")}}},
+        {"cpu_attention", cpu_attention}}}};
+  if (gpu == nullptr) return j;
+
+  const TransferMeasurement& t = gpu->transfers;
+  nlohmann::json gemms = nlohmann::json::array();
+  for (const GemmMeasurement& g : gpu->gemms) {
+    gemms.push_back({{"phase", phase_name(g.phase)},
+                     {"m", g.m},
+                     {"n", g.n},
+                     {"k", g.k},
+                     {"flops_per_s", samples_json(g.flops_per_s, "GEMM")}});
+  }
+  nlohmann::json attention = nlohmann::json::array();
+  for (const GpuAttentionMeasurement& a : gpu->attention) {
+    attention.push_back({{"phase", phase_name(a.phase)},
+                         {"units", a.units},
+                         {"queries", a.queries},
+                         {"positions", a.positions},
+                         {"head_dim", a.head_dim},
+                         {"flops_per_s", samples_json(a.flops_per_s, "GPU attention")},
+                         {"gemm_flops_per_s", samples_json(a.gemm_flops_per_s, "GPU attention GEMMs")}});
+  }
+  const double ratio = h2d_check_ratio(*gpu);
+  j["gpu"] = {
+      {"device", gpu->device},
+      {"name", gpu->device_name},
+      {"compute_capability", std::to_string(gpu->compute_capability_major) + "." +
+                                 std::to_string(gpu->compute_capability_minor)},
+      {"multiprocessors", gpu->multiprocessors},
+      {"driver_version", gpu->driver_version},
+      {"runtime_version", gpu->runtime_version},
+      {"cublas_version", gpu->cublas_version},
+      {"memory_bytes", gpu->memory_bytes},
+      {"transfers",
+       {{"transfer_bytes", t.transfer_bytes},
+        {"repeats", t.repeats},
+        {"h2d_pinned_bytes_per_s", samples_json(t.h2d_pinned_bytes_per_s, "h2d pinned")},
+        {"d2h_pinned_bytes_per_s", samples_json(t.d2h_pinned_bytes_per_s, "d2h pinned")},
+        {"h2d_pageable_bytes_per_s", samples_json(t.h2d_pageable_bytes_per_s, "h2d pageable")},
+        {"d2h_pageable_bytes_per_s", samples_json(t.d2h_pageable_bytes_per_s, "d2h pageable")},
+        {"duplex_h2d_pinned_bytes_per_s", samples_json(t.duplex_h2d_pinned_bytes_per_s, "duplex h2d pinned")},
+        {"duplex_d2h_pinned_bytes_per_s", samples_json(t.duplex_d2h_pinned_bytes_per_s, "duplex d2h pinned")},
+        {"duplex_h2d_pageable_bytes_per_s", samples_json(t.duplex_h2d_pageable_bytes_per_s, "duplex h2d pageable")},
+        {"duplex_d2h_pageable_bytes_per_s", samples_json(t.duplex_d2h_pageable_bytes_per_s, "duplex d2h pageable")}}},
+      {"h2d_check",
+       {{"plain_loop_transfer_bytes", gpu->plain_loop.transfer_bytes},
+        {"plain_loop_iterations", gpu->plain_loop.iterations},
+        {"plain_loop_h2d_bytes_per_s", gpu->plain_loop.h2d_bytes_per_s},
+        {"profile_h2d_bytes_per_s", median_of(t.h2d_pinned_bytes_per_s, "h2d pinned")},
+        {"ratio", ratio},
+        {"within_10_percent", ratio >= 0.9 && ratio <= 1.1}}},
+      {"memory",
+       {{"buffer_bytes", gpu->memory.buffer_bytes},
+        {"memcpy_bytes_per_s", samples_json(gpu->memory.memcpy_bytes_per_s, "GPU memcpy")},
+        {"copy_kernel_bytes_per_s", samples_json(gpu->memory.copy_kernel_bytes_per_s, "GPU copy kernel")}}},
+      {"gemms", gemms},
+      {"attention", attention}};
+  return j;
+}
+
+}  // namespace flexgen

@@ -1,0 +1,167 @@
+#include "engine/profile/profiler.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "engine/core/error.h"
+
+namespace flexgen {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected flexgen::Error";
+  return "";
+}
+
+class ScratchDir {
+ public:
+  ScratchDir()
+      : dir_(std::filesystem::temp_directory_path() /
+             ("flexgen-profile-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++))) {
+    std::filesystem::create_directories(dir_);
+  }
+  ~ScratchDir() { std::filesystem::remove_all(dir_); }
+  const std::filesystem::path& path() const { return dir_; }
+
+ private:
+  static inline int counter_ = 0;
+  std::filesystem::path dir_;
+};
+
+// Every sample is a finite number between broad physical bounds.
+void expect_all_within(const std::vector<double>& samples, double low, double high) {
+  EXPECT_FALSE(samples.empty());
+  for (double s : samples) {
+    EXPECT_TRUE(std::isfinite(s));
+    EXPECT_GT(s, low);
+    EXPECT_LT(s, high);
+  }
+}
+
+TEST(HostProfile, PhysicalMemoryMatchesProcMeminfo) {
+  // MemTotal (kB) is the kernel's total RAM, the same quantity as sysconf's physical pages.
+  std::ifstream meminfo("/proc/meminfo");
+  std::string line;
+  long long kb = 0;
+  while (std::getline(meminfo, line)) {
+    if (line.rfind("MemTotal:", 0) == 0) std::istringstream(line.substr(9)) >> kb;
+  }
+  ASSERT_GT(kb, 0);
+  EXPECT_EQ(physical_memory_bytes(), kb * 1024);
+}
+
+TEST(HostProfile, FreeDiskBytesAgreesWithFilesystemSpace) {
+  ScratchDir dir;
+  const auto expected = static_cast<double>(std::filesystem::space(dir.path()).available);
+  // Other processes write meanwhile: allow 256 MiB of drift.
+  EXPECT_NEAR(static_cast<double>(free_disk_bytes(dir.path())), expected, 256.0 * 1024 * 1024);
+  EXPECT_THAT(error_of([&] { free_disk_bytes(dir.path() / "missing" / "deeper"); }),
+              HasSubstr("missing"));
+}
+
+TEST(HostProfile, DiskWritesThenReadsBackWithPlausibleRates) {
+  ScratchDir dir;
+  const DiskMeasurement m = measure_disk(dir.path(), 8 * kMiB, 1 * kMiB);
+  EXPECT_EQ(m.total_bytes, 8 * kMiB);
+  EXPECT_EQ(m.transfer_bytes, 1 * kMiB);
+  EXPECT_EQ(m.write_transfer_bytes_per_s.size(), 8u);
+  EXPECT_EQ(m.read_transfer_bytes_per_s.size(), 8u);
+  EXPECT_EQ(m.directory, dir.path().string());
+  expect_all_within({m.write_bytes_per_s, m.read_bytes_per_s}, 1e5, 1e12);
+  expect_all_within(m.write_transfer_bytes_per_s, 1e5, 1e12);
+  expect_all_within(m.read_transfer_bytes_per_s, 1e5, 1e12);
+  // The store's file has no name: nothing is left in the directory.
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+TEST(HostProfile, DiskTransferLargerThanTotalIsClamped) {
+  ScratchDir dir;
+  const DiskMeasurement m = measure_disk(dir.path(), 1 * kMiB, 64 * kMiB);
+  EXPECT_EQ(m.transfer_bytes, 1 * kMiB);
+  EXPECT_EQ(m.write_transfer_bytes_per_s.size(), 1u);
+}
+
+TEST(HostProfile, DiskBadSizesAndDirectories) {
+  ScratchDir dir;
+  EXPECT_THAT(error_of([&] { measure_disk(dir.path(), 5000, 4096); }), HasSubstr("multiple of 4 KiB"));
+  EXPECT_THAT(error_of([&] { measure_disk(dir.path(), 0, 4096); }), HasSubstr("disk test size"));
+  EXPECT_THAT(error_of([&] { measure_disk(dir.path(), 8192, 100); }), HasSubstr("transfer size"));
+  const auto file = dir.path() / "a-file";
+  std::ofstream(file) << "x";
+  EXPECT_THAT(error_of([&] { measure_disk(file, 8192, 4096); }), HasSubstr("a-file"));
+}
+
+TEST(HostProfile, MemoryBandwidthIsPlausible) {
+  const HostMemoryMeasurement m = measure_host_memory(64 * kMiB, 3);
+  EXPECT_EQ(m.buffer_bytes, 64 * kMiB);
+  EXPECT_GE(m.threads, 1);
+  EXPECT_EQ(m.copy_bytes_per_s.size(), 3u);
+  expect_all_within(m.copy_bytes_per_s, 1e8, 1e13);
+  EXPECT_THAT(error_of([] { measure_host_memory(12, 1); }), HasSubstr("multiple of 8"));
+  EXPECT_THAT(error_of([] { measure_host_memory(64, 0); }), HasSubstr("at least one"));
+}
+
+TEST(HostProfile, CpuAttentionThroughputIsPlausible) {
+  const CpuAttentionMeasurement m = measure_cpu_attention(16, 64, 256, 2);
+  EXPECT_EQ(m.units, 16);
+  EXPECT_EQ(m.head_dim, 64);
+  EXPECT_EQ(m.positions, 256);
+  EXPECT_EQ(m.flops_per_s.size(), 2u);
+  // A CPU does between a million and ten trillion of these FLOPs a second.
+  expect_all_within(m.flops_per_s, 1e6, 1e13);
+  EXPECT_THAT(error_of([] { measure_cpu_attention(0, 64, 256, 1); }), HasSubstr("positive units"));
+}
+
+TEST(HostProfile, ProfileHostFillsEveryField) {
+  ScratchDir dir;
+  HostProfileOptions options = HostProfileOptions::quick(dir.path() / "offload");
+  options.disk_bytes = 4 * kMiB;
+  options.memory_buffer_bytes = 16 * kMiB;
+  options.memory_passes = 2;
+  options.attention_units = 8;
+  options.attention_head_dim = 32;
+  options.attention_positions = {64, 128};
+  options.attention_passes = 2;
+  int lines = 0;
+  options.progress = [&](const std::string&) { ++lines; };
+  const HostMeasurements h = profile_host(options);
+  EXPECT_GT(h.memory_bytes, 0);
+  EXPECT_GT(h.disk_free_bytes, 0);
+  EXPECT_GE(h.hardware_threads, 1);
+  EXPECT_EQ(h.disk.total_bytes, 4 * kMiB);
+  EXPECT_EQ(h.memory.copy_bytes_per_s.size(), 2u);
+  ASSERT_EQ(h.cpu_attention.size(), 2u);
+  EXPECT_EQ(h.cpu_attention[1].positions, 128);
+  EXPECT_GE(lines, 4);  // disk write, disk read, memory, attention ...
+  EXPECT_TRUE(std::filesystem::is_directory(dir.path() / "offload"));  // created
+}
+
+TEST(HostProfile, QuickIsSmallerThanFull) {
+  const HostProfileOptions full = HostProfileOptions::full("/x");
+  const HostProfileOptions quick = HostProfileOptions::quick("/x");
+  EXPECT_EQ(full.disk_bytes, 2 * kGiB);
+  EXPECT_EQ(full.disk_transfer_bytes, 64 * kMiB);
+  EXPECT_EQ(full.attention_units, 1024);
+  EXPECT_LT(quick.disk_bytes, full.disk_bytes);
+  EXPECT_LT(quick.memory_buffer_bytes, full.memory_buffer_bytes);
+  EXPECT_LT(quick.attention_units, full.attention_units);
+}
+
+}  // namespace
+}  // namespace flexgen
