@@ -88,8 +88,11 @@ Geometry geometry_of(const QuantLayout& q) {
 
 // ---- tensor dequantization --------------------------------------------------------------------
 
-// inner % 8 == 0: thread x takes codes 8c .. 8c + 7 of a line (one 4-byte load; the code index
-// of the first is a multiple of 8), their 8 groups' parameters (consecutive) and 8 outputs.
+// inner % 8 == 0: thread x takes codes 8c .. 8c + 7 (one 4-byte load; the code index of the
+// first is a multiple of 8) of kLinesPerThread consecutive lines, their 8 groups' parameters
+// (consecutive; reloaded only when the strip enters another group) and 8 outputs per line.
+constexpr int kLinesPerThread = 8;
+
 template <bool kF16, typename Out>
 __global__ void dequantize_fast_kernel(const std::uint8_t* __restrict__ in, const Geometry g,
                                        Out* __restrict__ out) {
@@ -97,20 +100,44 @@ __global__ void dequantize_fast_kernel(const std::uint8_t* __restrict__ in, cons
   const std::int64_t i0 = c * 8;
   if (i0 >= g.inner) return;
   constexpr int kParamBytes = kF16 ? 2 : 4;
-  const std::int64_t step = static_cast<std::int64_t>(gridDim.y) * blockDim.y;
-  for (std::int64_t line = static_cast<std::int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
-       line < g.lines; line += step) {
-    const std::int64_t o = line / g.length;
-    const std::int64_t l = line - o * g.length;
-    const std::int64_t code_index = (o * g.padded_length + l) * g.inner + i0;
-    const unsigned word = *reinterpret_cast<const unsigned*>(in + code_index / 2);
-    const std::int64_t param_index = (o * g.groups_per_line + l / g.group) * g.inner + i0;
-    float m[8], s[8], v[8];
-    load_param8<kF16>(in + g.mins_offset + param_index * kParamBytes, m);
-    load_param8<kF16>(in + g.scales_offset + param_index * kParamBytes, s);
+  const std::int64_t step = static_cast<std::int64_t>(gridDim.y) * blockDim.y * kLinesPerThread;
+  for (std::int64_t first =
+           (static_cast<std::int64_t>(blockIdx.y) * blockDim.y + threadIdx.y) * kLinesPerThread;
+       first < g.lines; first += step) {
+    // (o, l) of the line, the group of l within its line, l's place in that group.
+    std::int64_t o = first / g.length;
+    std::int64_t l = first - o * g.length;
+    std::int64_t group_in_line = l / g.group;
+    std::int64_t in_group = l - group_in_line * g.group;
+    std::int64_t loaded = -1;  // the parameter row held in m, s
+    float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float s[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    const std::int64_t last = detail::min64(first + kLinesPerThread, g.lines);
+    for (std::int64_t line = first; line < last; ++line) {
+      const std::int64_t param_row = o * g.groups_per_line + group_in_line;
+      if (param_row != loaded) {
+        const std::int64_t param_index = param_row * g.inner + i0;
+        load_param8<kF16>(in + g.mins_offset + param_index * kParamBytes, m);
+        load_param8<kF16>(in + g.scales_offset + param_index * kParamBytes, s);
+        loaded = param_row;
+      }
+      const std::int64_t code_index = (o * g.padded_length + l) * g.inner + i0;
+      const unsigned word = *reinterpret_cast<const unsigned*>(in + code_index / 2);
+      float v[8];
 #pragma unroll
-    for (int e = 0; e < 8; ++e) v[e] = dequant_value((word >> (4 * e)) & 15u, s[e], m[e]);
-    store8(out + line * g.inner + i0, v);
+      for (int e = 0; e < 8; ++e) v[e] = dequant_value((word >> (4 * e)) & 15u, s[e], m[e]);
+      store8(out + line * g.inner + i0, v);
+      if (++in_group == g.group) {
+        in_group = 0;
+        ++group_in_line;
+      }
+      if (++l == g.length) {
+        l = 0;
+        group_in_line = 0;
+        in_group = 0;
+        ++o;
+      }
+    }
   }
 }
 
@@ -148,7 +175,8 @@ void launch_dequantize(const std::uint8_t* in, const QuantLayout& layout, Out* o
     const int bx = static_cast<int>(std::clamp<std::int64_t>((chunks + 31) / 32 * 32, 32, 128));
     const int by = 256 / bx;
     const auto gx = static_cast<unsigned>((chunks + bx - 1) / bx);
-    const auto gy = static_cast<unsigned>(std::min<std::int64_t>((g.lines + by - 1) / by, 65535));
+    const std::int64_t strips = (g.lines + kLinesPerThread - 1) / kLinesPerThread;
+    const auto gy = static_cast<unsigned>(std::min<std::int64_t>((strips + by - 1) / by, 65535));
     dequantize_fast_kernel<kF16, Out><<<dim3(gx, gy), dim3(bx, by), 0, stream>>>(in, g, out);
   } else {
     constexpr int kThreads = 256;

@@ -19,8 +19,9 @@ namespace flexgen::cuda {
 // quant_layout).
 // Launch: when the dims after the axis hold a multiple of 8 elements (a weight [out, in] grouped
 // along axis 0 with in % 8 == 0) and the buffer, the parameter arrays and out are 16-byte aligned:
-// block (<= 128, 256 / that) threads, each taking 8 consecutive codes of one line (one 4-byte
-// code load, 16- or 32-byte parameter loads, one 16- or 32-byte store), lines over grid.y.
+// block (<= 128, 256 / that) threads, each taking 8 consecutive codes of each of 8 consecutive
+// lines (a 4-byte code load and a 16- or 32-byte store per line; the 8 groups' parameters loaded
+// with 16- or 32-byte loads once per group the strip touches), strips over grid.y.
 // Otherwise a grid-stride loop with one element per thread.
 void dequantize(const std::byte* in, const Shape& shape, const QuantSpec& spec, __half* out,
                 cudaStream_t stream);

@@ -44,10 +44,12 @@ TEST(CudaQuant4, DequantizeMatchesHostBitForBit) {
       {{256, 64}, 0, 64},     // weight, fast path
       {{100, 72}, 0, 64},     // a short last group
       {{64, 8}, 0, 64},
-      {{130, 40}, 0, 64},     // fast path needs 16-byte aligned parameters: maybe not
+      {{130, 40}, 0, 64},     // two groups per line, the second short
       {{512, 1024}, 0, 64},
       {{50, 7}, 0, 64},       // inner % 8 != 0: generic path
-      {{3, 70, 16}, 1, 64},   // rank 3, outer 3
+      {{3, 70, 16}, 1, 64},   // rank 3, outer 3: fast path, strips of 8 lines cross lines
+      {{3, 50, 16}, 1, 12},   // fast path, strips cross groups of 12
+      {{2, 37, 8}, 1, 6},     // fast path, groups of 6, one 8-column chunk
       {{5, 130}, -1, 64},     // grouped along the last axis (inner 1)
       {{33, 24}, 0, 5}};      // odd group size
   for (const TensorCase& c : cases) {
