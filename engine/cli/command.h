@@ -18,5 +18,6 @@ struct Command {
 const std::vector<Command>& commands();
 
 int run_generate(const std::vector<std::string>& args);
+int run_search(const std::vector<std::string>& args);
 
 }  // namespace flexgen::cli

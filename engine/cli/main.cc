@@ -15,6 +15,7 @@ namespace flexgen::cli {
 const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
       {"generate", "generate text with an OPT model (real weights or dummy weights)", run_generate},
+      {"search", "find the best policy for a model on a machine (cost model + LP)", run_search},
   };
   return kCommands;
 }
