@@ -100,15 +100,24 @@ Plan make_plan(const ModelSpec& spec, const Workload& workload, const Policy& po
                          : shape_numel(shape) * element_bytes(t.encoding);
       layer.tensors.push_back(std::move(t));
     }
-    Bytes total = 0;
-    for (const PlannedTensor& t : layer.tensors) total += t.bytes;
-    Bytes cumulative = 0;
-    for (PlannedTensor& t : layer.tensors) {
-      cumulative += t.bytes;
-      const double mid = (static_cast<double>(cumulative) - static_cast<double>(t.bytes) / 2.0) /
-                         static_cast<double>(total) * 100.0;
-      t.home = choose_home(mid, policy.weights());
-      layer.home_bytes[t.home] += t.bytes;
+    // FlexGen splits an OPT decoder layer into two layers of its own, self-attention (q, k, v, out,
+    // attention LayerNorm) and MLP (fc1, fc2, final LayerNorm), and applies the rule to each.
+    auto group_of = [](const std::string& name) { return name.find(".fc") != std::string::npos ||
+                                                         name.find(".final_layer_norm.") != std::string::npos; };
+    for (const bool mlp : {false, true}) {
+      Bytes total = 0;
+      for (const PlannedTensor& t : layer.tensors) {
+        if (group_of(t.name) == mlp) total += t.bytes;
+      }
+      Bytes cumulative = 0;
+      for (PlannedTensor& t : layer.tensors) {
+        if (group_of(t.name) != mlp) continue;
+        cumulative += t.bytes;
+        const double mid = (static_cast<double>(cumulative) - static_cast<double>(t.bytes) / 2.0) /
+                           static_cast<double>(total) * 100.0;
+        t.home = choose_home(mid, policy.weights());
+        layer.home_bytes[t.home] += t.bytes;
+      }
     }
     plan.layers.push_back(std::move(layer));
   }

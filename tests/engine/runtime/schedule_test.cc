@@ -67,15 +67,18 @@ TEST(Plan, WeightBytesPerLayerMatchTheHandCount) {
   EXPECT_EQ(p.cache.capacity, 4 + 2 - 1);
 }
 
-// FlexGen's midpoint rule on a decoder layer with 50% on the GPU and 50% on the CPU. The layer's
-// tensors in HF order, in values: q, k, v, out weights 256 and biases 16 each, attention LayerNorm
-// 16 + 16, fc1 1024 + 64, fc2 1024 + 16, final LayerNorm 16 + 16; 3280 in all. The midpoint of
-// fc1.weight lies at (1120 + 512) / 3280 = 49.8% (below 50: CPU), that of fc1.bias at
-// (2144 + 32) / 3280 = 66.3% (GPU). So the CPU holds the first 2144 values.
+// FlexGen's midpoint rule with 50% on the GPU and 50% on the CPU. FlexGen treats an OPT decoder
+// layer as two layers, self-attention and MLP, and places each on its own. In values:
+//   attention: q, k, v, out weights 256 and biases 16 each, LayerNorm 16 + 16; 1120 in all.
+//     Midpoints: q.w 128/1120 = 11%, q.b 264/1120 = 24%, k.w 400/1120 = 36%, k.b 536/1120 = 48%
+//     (CPU), v.w 672/1120 = 60% (GPU) ... so the CPU holds 256 + 16 + 256 + 16 = 544.
+//   MLP: fc1 1024 + 64, fc2 1024 + 16, LayerNorm 16 + 16; 2160 in all.
+//     Midpoints: fc1.w 512/2160 = 24%, fc1.b 1056/2160 = 49% (CPU), fc2.w 1600/2160 = 74% (GPU);
+//     the CPU holds 1088.
 TEST(Plan, MidpointRuleSplitsALayerLikeFlexGen) {
   const Plan p = make({50, 50, 100, 0, 100, 0}, 1, 1, 4, 2);
-  EXPECT_EQ(p.layers[1].home_bytes[Tier::kCpu], 2144 * 4);
-  EXPECT_EQ(p.layers[1].home_bytes[Tier::kGpu], (3280 - 2144) * 4);
+  EXPECT_EQ(p.layers[1].home_bytes[Tier::kCpu], (544 + 1088) * 4);
+  EXPECT_EQ(p.layers[1].home_bytes[Tier::kGpu], (3280 - 544 - 1088) * 4);
   EXPECT_EQ(p.layers[1].home_bytes[Tier::kDisk], 0);
 }
 

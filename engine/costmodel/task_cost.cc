@@ -1,0 +1,107 @@
+#include "engine/costmodel/task_cost.h"
+
+#include <algorithm>
+#include <string_view>
+
+namespace flexgen {
+namespace {
+
+bool contains(std::string_view name, std::string_view part) { return name.find(part) != std::string_view::npos; }
+
+// Which GPU task of its layer reads a weight tensor: 0 `compute`, 1 `compute_post`, -1 none (the
+// embedding tables, which are gathered rather than multiplied, and the LayerNorms).
+int gemm_task_of(const std::string& name, bool output_layer) {
+  if (output_layer) return name == "embed_tokens.weight" ? 0 : -1;
+  if (contains(name, ".self_attn.q_proj.") || contains(name, ".self_attn.k_proj.") ||
+      contains(name, ".self_attn.v_proj.")) {
+    return 0;
+  }
+  if (contains(name, ".self_attn.out_proj.") || contains(name, ".fc1.") || contains(name, ".fc2.")) return 1;
+  return -1;
+}
+
+double ratio(double amount, double rate) { return amount > 0 ? amount / rate : 0.0; }
+
+}  // namespace
+
+TaskCostModel::TaskCostModel(const Plan& plan, const HardwareSpec& hardware) : hardware_(hardware) {
+  const double dense_element = plan.weight_dtype == Encoding::kF32 ? 4.0 : 2.0;
+  compute_gemm_bytes_.assign(plan.layers.size(), 0.0);
+  post_gemm_bytes_.assign(plan.layers.size(), 0.0);
+  const std::size_t output = plan.layers.size() - 1;
+  for (std::size_t j = 1; j < plan.layers.size(); ++j) {
+    for (const PlannedTensor& t : plan.layers[j].tensors) {
+      const int task = gemm_task_of(t.name, j == output);
+      if (task < 0) continue;
+      const double dense = static_cast<double>(shape_numel(t.shape)) * dense_element;
+      // A 4-bit tensor is decompressed first (packed bytes read, dense bytes written), then read
+      // densely by the product.
+      const double bytes = t.encoding == Encoding::kQ4 ? static_cast<double>(t.bytes) + 2.0 * dense : dense;
+      (task == 0 ? compute_gemm_bytes_ : post_gemm_bytes_)[j] += bytes;
+    }
+  }
+  const double head_dim = static_cast<double>(plan.spec.head_dim());
+  double row_read = static_cast<double>(plan.cache.row_bytes);
+  if (plan.policy.compress_cache()) row_read += 2.0 * head_dim * dense_element;
+  bytes_per_attention_flop_ = row_read / (2.0 * head_dim);
+}
+
+double TaskCostModel::gemm_bytes(const Task& task) const {
+  const auto j = static_cast<std::size_t>(task.layer);
+  if (j >= compute_gemm_bytes_.size()) return 0.0;
+  if (task.kind == TaskKind::kCompute) return compute_gemm_bytes_[j];
+  if (task.kind == TaskKind::kComputePost) return post_gemm_bytes_[j];
+  return 0.0;
+}
+
+TaskCost TaskCostModel::cost(const Task& task) const {
+  const HardwareSpec& hw = hardware_;
+  TaskCost c;
+  c.resource = task.resource();
+  const bool prefill = task.token == 0;
+  switch (c.resource) {
+    case Resource::kH2D: c.link = ratio(static_cast<double>(task.bytes.h2d), hw.h2d_bytes_per_s); break;
+    case Resource::kD2H: c.link = ratio(static_cast<double>(task.bytes.d2h), hw.d2h_bytes_per_s); break;
+    case Resource::kDiskRead:
+      c.link = ratio(static_cast<double>(task.bytes.disk_read), hw.disk_read_bytes_per_s);
+      break;
+    case Resource::kDiskWrite:
+      c.link = ratio(static_cast<double>(task.bytes.disk_write), hw.disk_write_bytes_per_s);
+      break;
+    case Resource::kGpuCompute: {
+      if (task.gemm_flops > 0) {
+        const double rate = prefill ? hw.gpu_gemm_prefill_flops_per_s : hw.gpu_gemm_decode_flops_per_s;
+        c.gemm = std::max(task.gemm_flops / rate, gemm_bytes(task) / hw.gpu_memory_bytes_per_s);
+      }
+      if (task.attention_flops > 0) {
+        const double rate = prefill ? hw.gpu_attention_prefill_flops_per_s : hw.gpu_attention_decode_flops_per_s;
+        const double memory =
+            prefill ? 0.0 : task.attention_flops * bytes_per_attention_flop_ / hw.gpu_memory_bytes_per_s;
+        c.attention = std::max(task.attention_flops / rate, memory);
+      }
+      break;
+    }
+    case Resource::kCpuCompute:
+      if (task.attention_flops > 0) {
+        c.attention = std::max(task.attention_flops / hw.cpu_attention_flops_per_s,
+                               task.attention_flops * bytes_per_attention_flop_ / hw.cpu_memory_bytes_per_s);
+      }
+      break;
+  }
+  c.seconds = c.link + c.gemm + c.attention;
+  return c;
+}
+
+TaskCost task_cost(const Task& task, const Plan& plan, const HardwareSpec& hardware) {
+  return TaskCostModel(plan, hardware).cost(task);
+}
+
+std::vector<TaskCost> task_costs(const Plan& plan, const Schedule& schedule, const HardwareSpec& hardware) {
+  const TaskCostModel model(plan, hardware);
+  std::vector<TaskCost> out;
+  out.reserve(schedule.tasks.size());
+  for (const Task& t : schedule.tasks) out.push_back(model.cost(t));
+  return out;
+}
+
+}  // namespace flexgen
