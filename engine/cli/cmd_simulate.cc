@@ -47,7 +47,11 @@ HardwareSpec with_overrides(const HardwareSpec& base, const std::vector<std::str
     FLEXGEN_REQUIRE(j.contains(key) && key != "name" && key != "description",
                     "--set: '", key, "' is not a numeric field of a hardware spec");
     if (key.size() > 6 && key.compare(key.size() - 6, 6, "_bytes") == 0) {
-      j[key] = parse_bytes(value);
+      try {
+        j[key] = parse_bytes(value);
+      } catch (const Error& e) {
+        fail("--set ", key, ": ", e.what());
+      }
     } else {
       std::size_t used = 0;
       double v = 0;
