@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cassert>
 #include <chrono>
-#include <functional>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -68,8 +68,6 @@ struct ClassKey {
   std::int64_t num_gpu_batches = 1;
   Tier activations = Tier::kGpu;
   bool cpu_cache_compute = false;
-  auto tie() const { return std::tuple(gpu_batch_size, num_gpu_batches, activations, cpu_cache_compute); }
-  bool operator<(const ClassKey& o) const { return tie() < o.tie(); }
 };
 
 struct LpRecord {
