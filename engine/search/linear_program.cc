@@ -4,7 +4,6 @@
 
 #include <cassert>
 #include <cmath>
-#include <memory>
 
 #include "engine/core/error.h"
 
@@ -21,17 +20,29 @@ int bound_type(double lower, double upper) {
   return GLP_FR;
 }
 
+double finite_or_zero(double v) { return std::isfinite(v) ? v : 0.0; }
+
 void check_bounds(double lower, double upper, const char* what, int index) {
   FLEXGEN_REQUIRE(!std::isnan(lower) && !std::isnan(upper) && lower != LinearProgram::kInfinity &&
                       upper != -LinearProgram::kInfinity,
                   "linear program: ", what, " ", index, " has invalid bounds [", lower, ", ", upper, "]");
 }
 
-struct ProblemDeleter {
-  void operator()(glp_prob* p) const { glp_delete_prob(p); }
+}  // namespace
+
+struct LinearProgram::Glpk {
+  glp_prob* problem = nullptr;
+  int columns = 0;
+  std::vector<std::vector<int>> row_columns;  // the pattern of every row
+  ~Glpk() {
+    if (problem) glp_delete_prob(problem);
+  }
 };
 
-}  // namespace
+LinearProgram::LinearProgram() = default;
+LinearProgram::~LinearProgram() = default;
+LinearProgram::LinearProgram(LinearProgram&&) noexcept = default;
+LinearProgram& LinearProgram::operator=(LinearProgram&&) noexcept = default;
 
 int LinearProgram::add_column(double lower, double upper, double cost) {
   check_bounds(lower, upper, "column", num_columns());
@@ -50,47 +61,92 @@ void LinearProgram::add_row(const std::vector<std::pair<int, double>>& terms, do
   rows_.push_back({terms, lower, upper});
 }
 
-LinearProgram::Solution LinearProgram::solve() const {
-  glp_term_out(GLP_OFF);
-  std::unique_ptr<glp_prob, ProblemDeleter> holder(glp_create_prob());
-  glp_prob* lp = holder.get();
+void LinearProgram::clear() {
+  columns_.clear();
+  rows_.clear();
+}
+
+bool LinearProgram::same_structure() const {
+  if (!glpk_ || glpk_->columns != num_columns() || glpk_->row_columns.size() != rows_.size()) return false;
+  for (std::size_t i = 0; i < rows_.size(); ++i) {
+    const std::vector<int>& pattern = glpk_->row_columns[i];
+    if (pattern.size() != rows_[i].terms.size()) return false;
+    for (std::size_t t = 0; t < pattern.size(); ++t) {
+      if (pattern[t] != rows_[i].terms[t].first) return false;
+    }
+  }
+  return true;
+}
+
+void LinearProgram::load() {
+  glpk_ = std::make_unique<Glpk>();
+  glpk_->problem = glp_create_prob();
+  glpk_->columns = num_columns();
+  glp_prob* lp = glpk_->problem;
   glp_set_obj_dir(lp, GLP_MIN);
   if (!columns_.empty()) glp_add_cols(lp, num_columns());
-  for (int j = 0; j < num_columns(); ++j) {
-    const Column& c = columns_[static_cast<std::size_t>(j)];
-    glp_set_col_bnds(lp, j + 1, bound_type(c.lower, c.upper), std::isfinite(c.lower) ? c.lower : 0.0,
-                     std::isfinite(c.upper) ? c.upper : 0.0);
-    glp_set_obj_coef(lp, j + 1, c.cost);
-  }
   if (!rows_.empty()) glp_add_rows(lp, num_rows());
   // GLPK's arrays are 1-based; element 0 is unused.
   std::vector<int> ia(1, 0), ja(1, 0);
   std::vector<double> ar(1, 0.0);
   for (int i = 0; i < num_rows(); ++i) {
-    const Row& r = rows_[static_cast<std::size_t>(i)];
-    glp_set_row_bnds(lp, i + 1, bound_type(r.lower, r.upper), std::isfinite(r.lower) ? r.lower : 0.0,
-                     std::isfinite(r.upper) ? r.upper : 0.0);
-    for (const auto& [column, coefficient] : r.terms) {
-      if (coefficient == 0.0) continue;
+    std::vector<int> pattern;
+    for (const auto& [column, coefficient] : rows_[static_cast<std::size_t>(i)].terms) {
+      pattern.push_back(column);
       ia.push_back(i + 1);
       ja.push_back(column + 1);
       ar.push_back(coefficient);
     }
+    glpk_->row_columns.push_back(std::move(pattern));
   }
   glp_load_matrix(lp, static_cast<int>(ia.size()) - 1, ia.data(), ja.data(), ar.data());
+  update();
+}
 
-  glp_scale_prob(lp, GLP_SF_AUTO);
+void LinearProgram::update() {
+  glp_prob* lp = glpk_->problem;
+  for (int j = 0; j < num_columns(); ++j) {
+    const Column& c = columns_[static_cast<std::size_t>(j)];
+    glp_set_col_bnds(lp, j + 1, bound_type(c.lower, c.upper), finite_or_zero(c.lower), finite_or_zero(c.upper));
+    glp_set_obj_coef(lp, j + 1, c.cost);
+  }
+  std::vector<int> index(1, 0);
+  std::vector<double> value(1, 0.0);
+  for (int i = 0; i < num_rows(); ++i) {
+    const Row& r = rows_[static_cast<std::size_t>(i)];
+    glp_set_row_bnds(lp, i + 1, bound_type(r.lower, r.upper), finite_or_zero(r.lower), finite_or_zero(r.upper));
+    index.resize(1);
+    value.resize(1);
+    for (const auto& [column, coefficient] : r.terms) {
+      index.push_back(column + 1);
+      value.push_back(coefficient);
+    }
+    glp_set_mat_row(lp, i + 1, static_cast<int>(r.terms.size()), index.data(), value.data());
+  }
+}
+
+LinearProgram::Solution LinearProgram::solve() {
+  glp_term_out(GLP_OFF);
+  const bool warm = same_structure();
+  if (warm) {
+    update();
+  } else {
+    load();
+  }
+  glp_prob* lp = glpk_->problem;
+  if (!warm) glp_scale_prob(lp, GLP_SF_AUTO);  // a warm start keeps the scale factors
   glp_smcp parm;
   glp_init_smcp(&parm);
   parm.msg_lev = GLP_MSG_OFF;
   parm.meth = GLP_DUALP;  // dual simplex, falling back to the primal
   int rc = glp_simplex(lp, &parm);
   if (rc != 0) {
-    // A numerical failure: once more with the primal simplex from the standard basis.
+    // A bad warm basis or a numerical failure: once more with the primal simplex from scratch.
     glp_std_basis(lp);
     parm.meth = GLP_PRIMAL;
     rc = glp_simplex(lp, &parm);
   }
+  if (rc != 0) glpk_.reset();
   FLEXGEN_REQUIRE(rc == 0, "GLPK simplex failed (return code ", rc, ") on a linear program with ", num_columns(),
                   " columns and ", num_rows(), " rows");
   Solution s;

@@ -27,7 +27,7 @@ struct Variable {
 
 PlacementLp solve_placement_lp(const LayerModel& model, const PlacementShares& fixed, bool free_weights,
                                bool free_cache, std::int64_t batches, const TierValues& capacities,
-                               bool feasibility_only, bool per_kind_weights) {
+                               bool feasibility_only, bool per_kind_weights, LinearProgram* workspace) {
   const bool disk = capacities[Tier::kDisk] > 0;
   const TierValues gpu = TierValues::all_on(Tier::kGpu);
   PlacementShares base = fixed;
@@ -54,7 +54,11 @@ PlacementLp solve_placement_lp(const LayerModel& model, const PlacementShares& f
       vars.push_back({kCacheVariable, t, s});
     }
   }
-  LinearProgram lp;
+  // Built the same way every time (no row left out for being zero), so that a reused workspace
+  // keeps its structure and warm-starts.
+  LinearProgram local;
+  LinearProgram& lp = workspace ? *workspace : local;
+  lp.clear();
   for (std::size_t v = 0; v < vars.size(); ++v) lp.add_column(0.0, 1.0, 0.0);
   // Shares of one kind of data on CPU and disk sum to at most 1.
   for (int kind = kCacheVariable; kind <= kAllKinds; ++kind) {
@@ -133,13 +137,8 @@ PlacementLp solve_placement_lp(const LayerModel& model, const PlacementShares& f
             constant += t0.at(p, k)[r];
             for (std::size_t v = 0; v < vars.size(); ++v) coefficient[v] += tv[v].at(p, k)[r] - t0.at(p, k)[r];
           }
-          bool any = constant != 0.0;
-          for (std::size_t v = 0; v < vars.size(); ++v) {
-            if (coefficient[v] == 0.0) continue;
-            any = true;
-            terms.emplace_back(static_cast<int>(v), -coefficient[v]);
-          }
-          if (any) lp.add_row(terms, constant, LinearProgram::kInfinity);
+          for (std::size_t v = 0; v < vars.size(); ++v) terms.emplace_back(static_cast<int>(v), -coefficient[v]);
+          lp.add_row(terms, constant, LinearProgram::kInfinity);
         };
         if (model.overlap()) {
           for (std::size_t r = 0; r < static_cast<std::size_t>(kNumResources); ++r) add_busy_row({r});

@@ -14,6 +14,7 @@
 
 #include "engine/costmodel/layer_model.h"
 #include "engine/costmodel/shares.h"
+#include "engine/search/linear_program.h"
 
 namespace flexgen {
 
@@ -26,9 +27,12 @@ struct PlacementLp {
 // `fixed` gives the activations' tier and the placement of whatever is not free. A tier with
 // capacity 0 (the disk under --no-disk) gets no variables. The LP keeps a 1e-6 fraction of every
 // tier free against rounding. `per_kind_weights` false gives every layer kind the same weight
-// shares (FlexGen's LP, and what a brute-force grid can check). Throws flexgen::Error if GLPK fails.
+// shares (FlexGen's LP, and what a brute-force grid can check). A `workspace` kept across calls
+// of the same kind (same model, free kinds of data, activation tier and flags) warm-starts GLPK.
+// Throws flexgen::Error if GLPK fails.
 PlacementLp solve_placement_lp(const LayerModel& model, const PlacementShares& fixed, bool free_weights,
                                bool free_cache, std::int64_t num_gpu_batches, const TierValues& capacities,
-                               bool feasibility_only = false, bool per_kind_weights = true);
+                               bool feasibility_only = false, bool per_kind_weights = true,
+                               LinearProgram* workspace = nullptr);
 
 }  // namespace flexgen

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cassert>
 #include <chrono>
-#include <functional>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -28,9 +28,10 @@ constexpr double kPercentMargin = 1e-6;
 constexpr std::int64_t kMaxGpuBatches = 1024;
 // How many of the best LP classes are made real and priced on their plans.
 constexpr std::size_t kExtraRealised = 5;
-// ... and then every class whose LP exceeds the best priced policies by more than this fraction.
-constexpr double kNearTie = 0.01;
-constexpr std::size_t kMaxRealised = 48;
+// ... and then every class whose LP (an upper bound of what it can realise) is not below the best
+// priced policies, give or take the LP's numerical tolerance.
+constexpr double kBoundSlack = 1e-6;
+constexpr std::size_t kMaxRealised = 24;
 // Whole-tensor splits of a class priced in full (the best ones by their LP).
 constexpr std::size_t kCutsPriced = 3;
 
@@ -67,8 +68,6 @@ struct ClassKey {
   std::int64_t num_gpu_batches = 1;
   Tier activations = Tier::kGpu;
   bool cpu_cache_compute = false;
-  auto tie() const { return std::tuple(gpu_batch_size, num_gpu_batches, activations, cpu_cache_compute); }
-  bool operator<(const ClassKey& o) const { return tie() < o.tie(); }
 };
 
 struct LpRecord {
@@ -106,6 +105,10 @@ class Searcher {
   LpOutcome solve(const LayerModel& model, const PlacementShares& fixed, bool free_weights, bool free_cache,
                   std::int64_t batches, bool feasibility_only);
   bool fits(const LayerModel& model, const PlacementShares& shares, std::int64_t batches) const;
+  // Whether some cache placement fits next to `fixed` (weights and activations): the memory
+  // model's rows cut the triangle of cache shares (cpu, disk) down to a polygon; exact, and much
+  // cheaper than a feasibility LP.
+  bool cache_fits(const LayerModel& model, const PlacementShares& fixed, std::int64_t batches) const;
   // The capacities for `batches` gpu batches: the disk loses what its 4 KiB region alignment may
   // waste (DiskStore rounds every region up; the memory plan counts the bytes).
   TierValues caps_for(const LayerModel& model, std::int64_t batches) const;
@@ -120,6 +123,8 @@ class Searcher {
   TierValues caps_;
   std::vector<LpRecord> records_;
   std::map<std::pair<std::int64_t, bool>, std::unique_ptr<LayerModel>> models_;
+  // Warm-start workspaces, one per kind of LP (model, activation tier, free kinds, feasibility).
+  std::map<std::tuple<const LayerModel*, Tier, bool, bool, bool>, LinearProgram> workspaces_;
   std::int64_t lp_solves_ = 0;
   std::int64_t lp_classes_ = 0;
 };
@@ -135,6 +140,41 @@ TierValues Searcher::caps_for(const LayerModel& model, std::int64_t batches) con
   return caps;
 }
 
+bool Searcher::cache_fits(const LayerModel& model, const PlacementShares& fixed, std::int64_t batches) const {
+  const TierValues caps = caps_for(model, batches);
+  const MemoryForm form = model.memory_form(fixed.activations, batches);
+  PlacementShares base = fixed;
+  base.cache = TierValues::all_on(Tier::kGpu);
+  const TierValues at_base = form.evaluate(base);
+  const auto cpu = static_cast<std::size_t>(Tier::kCpu), disk = static_cast<std::size_t>(Tier::kDisk),
+             gpu = static_cast<std::size_t>(Tier::kGpu);
+  // Points (share on the CPU, share on disk); the GPU holds the rest.
+  std::vector<std::pair<double, double>> polygon = {{0.0, 0.0}, {1.0, 0.0}, {0.0, 1.0}};
+  if (caps[Tier::kDisk] <= 0) polygon = {{0.0, 0.0}, {1.0, 0.0}};
+  for (Tier t : kAllTiers) {
+    // a * cpu + b * disk <= rhs
+    const double a = form.cache[cpu][t] - form.cache[gpu][t];
+    const double b = form.cache[disk][t] - form.cache[gpu][t];
+    double rhs = caps[t] * (1.0 - 1e-6) - at_base[t];
+    if (t == Tier::kGpu) rhs -= model.gpu_workspace_bytes();
+    const auto slack = [&](const std::pair<double, double>& q) { return rhs - a * q.first - b * q.second; };
+    std::vector<std::pair<double, double>> clipped;
+    for (std::size_t i = 0; i < polygon.size(); ++i) {
+      const auto& p = polygon[i];
+      const auto& q = polygon[(i + 1) % polygon.size()];
+      const double sp = slack(p), sq = slack(q);
+      if (sp >= 0) clipped.push_back(p);
+      if ((sp >= 0) != (sq >= 0)) {
+        const double f = sp / (sp - sq);
+        clipped.emplace_back(p.first + f * (q.first - p.first), p.second + f * (q.second - p.second));
+      }
+    }
+    polygon = std::move(clipped);
+    if (polygon.empty()) return false;
+  }
+  return true;
+}
+
 bool Searcher::fits(const LayerModel& model, const PlacementShares& shares, std::int64_t batches) const {
   const TierValues caps = caps_for(model, batches);
   TierValues need = model.memory(shares, batches);
@@ -148,8 +188,9 @@ bool Searcher::fits(const LayerModel& model, const PlacementShares& shares, std:
 LpOutcome Searcher::solve(const LayerModel& model, const PlacementShares& fixed, bool free_weights, bool free_cache,
                           std::int64_t batches, bool feasibility_only) {
   ++lp_solves_;
+  const auto key = std::tuple(&model, fixed.activations, free_weights, free_cache, feasibility_only);
   return solve_placement_lp(model, fixed, free_weights, free_cache, batches, caps_for(model, batches),
-                            feasibility_only);
+                            feasibility_only, true, &workspaces_[key]);
 }
 
 void Searcher::search_class(const LayerModel& model, Tier activations) {
@@ -294,17 +335,19 @@ std::optional<SearchCandidate> Searcher::realise(const LpRecord& rec) {
         PlacementShares fixed = PlacementShares::of_plan(make_plan(one_layer, w, Policy::create(config)));
         fixed.activations = rec.key.activations;
         // The largest batch count up to the LP's at which this split fits (memory grows with it).
-        std::int64_t lo = 0, hi = rec.key.num_gpu_batches + 1;
-        if (cache_lp(fixed, rec.key.num_gpu_batches, true).feasible) {
-          lo = rec.key.num_gpu_batches;
-        } else {
+        std::int64_t lo = rec.key.num_gpu_batches;
+        LpOutcome at = cache_lp(fixed, lo, false);
+        if (!at.feasible) {
+          std::int64_t hi = lo;
+          lo = 0;
           while (hi - lo > 1) {
             const std::int64_t m = lo + (hi - lo) / 2;
-            (cache_lp(fixed, m, true).feasible ? lo : hi) = m;
+            (cache_fits(model, fixed, m) ? lo : hi) = m;
           }
+          if (lo == 0) continue;
+          at = cache_lp(fixed, lo, false);
         }
-        if (lo == 0) continue;
-        const double value = throughput_of(cache_lp(fixed, lo, false), lo);
+        const double value = throughput_of(at, lo);
         if (value > 0) cuts.push_back(WeightOption{gpu, cpu, fixed, lo, lo, value});
       }
     }
@@ -500,7 +543,7 @@ SearchResult Searcher::run() {
     return values[want - 1];
   };
   for (std::size_t i = 0; i < classes.size() && i < kMaxRealised; ++i) {
-    if (i >= want + kExtraRealised && classes[i].throughput * (1.0 - kNearTie) < threshold()) break;
+    if (i >= want + kExtraRealised && classes[i].throughput * (1.0 + kBoundSlack) < threshold()) break;
     std::optional<SearchCandidate> c = realise(classes[i]);
     if (!c) continue;
     const bool duplicate = std::any_of(found.begin(), found.end(),

