@@ -57,6 +57,14 @@ TEST(GenerateCli, JsonTokensMatchHfGenerate) {
   EXPECT_GT(j["throughput_tok_s"].get<double>(), 0.0);
 }
 
+TEST(GenerateCli, ARealModelWithoutAPromptRunsOnADummyPrompt) {
+  const auto r = run_flexgen("generate " + tiny() + " --prompt-len 6 --gen-len 4 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["sequences"][0]["prompt_tokens"].size(), 6u);
+  EXPECT_LE(j["sequences"][0]["output_tokens"].size(), 4u);
+}
+
 TEST(GenerateCli, HelpListsFlexGenFlags) {
   const auto r = run_flexgen("generate --help");
   ASSERT_EQ(r.exit_code, 0);
