@@ -25,6 +25,16 @@ struct RuntimeOptions {
   bool keep_task_timings = false;       // fill RunReport::task_timings
 };
 
+// The shape of one run within the plan's: prompts of up to prompt_len tokens, gen_len steps.
+// Zero fields mean the plan's value. A run may be smaller than the plan (prompt_len <= the
+// plan's, prompt_len + gen_len <= the plan's prompt_len + gen_len, the cache capacity): it reuses
+// the buffers allocated for the plan, so one runtime (one placement of the weights) serves blocks
+// of different prompt lengths, as `flexgen batch` needs.
+struct BlockShape {
+  std::int64_t prompt_len = 0;
+  std::int64_t gen_len = 0;
+};
+
 struct RunReport {
   // Generated tokens per sequence (block order: batch 0's sequences first), truncated after the
   // stop token when one is set.

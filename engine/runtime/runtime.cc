@@ -32,7 +32,9 @@ class HostBackend final : public Runtime {
         runtime_(plan, source.weights ? *source.weights : dummy_, options) {}
 
   RunReport generate(const std::vector<std::vector<std::int32_t>>& prompts, const SamplingConfig& sampling,
-                     std::optional<std::int32_t> stop_token) override {
+                     std::optional<std::int32_t> stop_token, const BlockShape& shape) override {
+    FLEXGEN_REQUIRE(shape.prompt_len == 0 && shape.gen_len == 0,
+                    "the host backend runs blocks of the plan's shape only (BlockShape is not implemented yet)");
     return runtime_.generate(prompts, sampling, stop_token);
   }
   const Schedule& schedule() const override { return runtime_.schedule(); }

@@ -37,9 +37,12 @@ struct WeightsSource {
 class Runtime {
  public:
   virtual ~Runtime() = default;
-  // Runs one block (see HostRuntime::generate).
+  // Runs one block (see HostRuntime::generate) of the given shape (BlockShape: the plan's by
+  // default; a smaller one reuses the same buffers). Throws flexgen::Error for a shape larger
+  // than the plan's.
   virtual RunReport generate(const std::vector<std::vector<std::int32_t>>& prompts,
-                             const SamplingConfig& sampling, std::optional<std::int32_t> stop_token) = 0;
+                             const SamplingConfig& sampling, std::optional<std::int32_t> stop_token,
+                             const BlockShape& shape = {}) = 0;
   virtual const Schedule& schedule() const = 0;
   virtual const MemoryPlan& memory_plan() const = 0;
   virtual Backend backend() const = 0;
