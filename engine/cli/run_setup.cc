@@ -128,6 +128,7 @@ nlohmann::json report_json(const RunReport& report) {
       {"peak_memory", tier_json(report.peak)},
       {"planned_memory", tier_json(report.planned)},
       {"moved", link_json(report.moved)},
+      {"gpu_device_bytes", report.gpu_device_bytes},
   };
 }
 

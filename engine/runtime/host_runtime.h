@@ -48,6 +48,7 @@ struct RunReport {
   TierBytes peak;                     // bytes allocated on each tier (the peak: all up front)
   TierBytes planned;                  // what the memory plan predicted
   LinkBytes moved;                    // bytes the runtime moved over each link
+  Bytes gpu_device_bytes = 0;         // CUDA backend: device memory the runtime holds (cudaMemGetInfo)
   std::vector<TaskTiming> task_timings;
 };
 

@@ -22,6 +22,7 @@ enum class BufferRole : std::uint8_t {
   kCacheHome, kCacheSlot, kCacheStaging,
   kActHome, kActSlot, kActStaging,
   kDelegation,
+  kWorkspace,  // a backend's compute workspace and alignment padding (the CUDA backend's)
 };
 
 struct BufferRequest {

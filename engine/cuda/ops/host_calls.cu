@@ -11,7 +11,9 @@
 #include "engine/cuda/ops/embedding.cuh"
 #include "engine/cuda/ops/layer_norm.cuh"
 #include "engine/cuda/ops/linear.cuh"
+#include "engine/cuda/cublas_handle.cuh"
 #include "engine/cuda/ops/prefill_attention.cuh"
+#include "engine/cuda/ops/prefill_attention_gemm.cuh"
 #include "engine/cuda/ops/quant4.cuh"
 #include "engine/cuda/ops/softmax.cuh"
 #include "engine/cuda/ops/top_k.cuh"
@@ -176,6 +178,26 @@ std::vector<float> prefill_attention(std::span<const float> q, const std::vector
   auto dout = poisoned<__half>(q.size());
   cuda::prefill_attention(dq.get(), kv.view, dpads.get(), batch, num_heads, head_dim, tokens, past,
                           dout.get(), nullptr);
+  finish();
+  return download_half(dout);
+}
+
+std::vector<float> prefill_attention_gemm(std::span<const float> q, const std::vector<HostKvPart>& parts,
+                                          std::span<const std::int64_t> pad_len, int num_heads,
+                                          int head_dim, std::int64_t tokens, std::int64_t past,
+                                          std::size_t workspace_bytes) {
+  const auto batch = static_cast<std::int64_t>(pad_len.size());
+  DeviceKv kv = upload_kv(parts);
+  auto dq = upload_half(q);
+  auto dpads = upload_pads(pad_len);
+  auto dout = poisoned<__half>(q.size());
+  if (workspace_bytes == 0) {
+    workspace_bytes = prefill_attention_gemm_workspace_bytes(batch * num_heads, tokens, past);
+  }
+  DeviceBuffer<unsigned char> workspace(workspace_bytes);
+  CublasHandle handle;
+  cuda::prefill_attention_gemm(handle.get(), dq.get(), kv.view, dpads.get(), batch, num_heads, head_dim, tokens,
+                               past, dout.get(), workspace.get(), workspace_bytes, nullptr);
   finish();
   return download_half(dout);
 }

@@ -53,6 +53,13 @@ std::vector<float> prefill_attention(std::span<const float> q, const std::vector
                                      std::span<const std::int64_t> pad_len, int num_heads,
                                      int head_dim, std::int64_t tokens, std::int64_t past);
 
+// The tensor-core version (prefill_attention_gemm.cuh); workspace_bytes limits the units per
+// chunk (0: all units in one chunk).
+std::vector<float> prefill_attention_gemm(std::span<const float> q, const std::vector<HostKvPart>& parts,
+                                          std::span<const std::int64_t> pad_len, int num_heads,
+                                          int head_dim, std::int64_t tokens, std::int64_t past,
+                                          std::size_t workspace_bytes);
+
 // q and the result are [batch * num_heads, head_dim]; num_splits as decode_attention (0: auto,
 // with workspace for the most splits).
 std::vector<float> decode_attention(std::span<const float> q, const std::vector<HostKvPart>& parts,

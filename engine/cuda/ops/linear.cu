@@ -15,7 +15,8 @@ namespace {
 template <bool kVector>
 __global__ void bias_act_residual_kernel(__half* __restrict__ y, std::int64_t total,
                                          std::int64_t out_features, const __half* __restrict__ bias,
-                                         bool relu, const __half* __restrict__ residual) {
+                                         float scale, bool relu,
+                                         const __half* __restrict__ residual) {
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if constexpr (kVector) {
@@ -28,6 +29,10 @@ __global__ void bias_act_residual_kernel(__half* __restrict__ y, std::int64_t to
         detail::half8_to_float(reinterpret_cast<const uint4*>(bias)[(i * 8) % out_features / 8], b);
 #pragma unroll
         for (int j = 0; j < 8; ++j) v[j] += b[j];
+      }
+      if (scale != 1.0f) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) v[j] *= scale;
       }
       if (relu) {
 #pragma unroll
@@ -45,6 +50,7 @@ __global__ void bias_act_residual_kernel(__half* __restrict__ y, std::int64_t to
     for (; i < total; i += step) {
       float v = __half2float(y[i]);
       if (bias != nullptr) v += __half2float(bias[i % out_features]);
+      if (scale != 1.0f) v *= scale;
       if (relu) v = fmaxf(v, 0.0f);
       if (residual != nullptr) v += __half2float(residual[i]);
       y[i] = __float2half_rn(v);
@@ -57,7 +63,8 @@ __global__ void bias_act_residual_kernel(__half* __restrict__ y, std::int64_t to
 void bias_act_residual(__half* y, std::int64_t rows, std::int64_t out_features,
                        const __half* bias, const LinearEpilogue& epilogue, cudaStream_t stream) {
   const std::int64_t total = rows * out_features;
-  if (total == 0 || (bias == nullptr && !epilogue.relu && epilogue.residual == nullptr)) return;
+  if (total == 0 || (bias == nullptr && epilogue.scale == 1.0f && !epilogue.relu &&
+                         epilogue.residual == nullptr)) return;
   const bool vector = out_features % 8 == 0 && detail::aligned_to(y, 16) &&
                       (bias == nullptr || detail::aligned_to(bias, 16)) &&
                       (epilogue.residual == nullptr || detail::aligned_to(epilogue.residual, 16));
@@ -67,14 +74,15 @@ void bias_act_residual(__half* y, std::int64_t rows, std::int64_t out_features,
       std::min<std::int64_t>((items + kThreads - 1) / kThreads, std::int64_t{1} << 20));
   if (vector) {
     bias_act_residual_kernel<true><<<blocks, kThreads, 0, stream>>>(
-        y, total, out_features, bias, epilogue.relu, epilogue.residual);
+        y, total, out_features, bias, epilogue.scale, epilogue.relu, epilogue.residual);
   } else {
     bias_act_residual_kernel<false><<<blocks, kThreads, 0, stream>>>(
-        y, total, out_features, bias, epilogue.relu, epilogue.residual);
+        y, total, out_features, bias, epilogue.scale, epilogue.relu, epilogue.residual);
   }
   FLEXGEN_CUDA_CHECK_LAUNCH("bias_act_residual_kernel",
                             str_cat("rows=", rows, " out=", out_features,
-                                    bias != nullptr ? " bias" : "", epilogue.relu ? " relu" : "",
+                                    bias != nullptr ? " bias" : "",
+                                    epilogue.scale != 1.0f ? " scale" : "", epilogue.relu ? " relu" : "",
                                     epilogue.residual != nullptr ? " residual" : "",
                                     vector ? " 16-byte" : " 2-byte"));
 }

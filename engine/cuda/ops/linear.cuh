@@ -22,17 +22,18 @@
 namespace flexgen::cuda {
 
 struct LinearEpilogue {
-  bool relu = false;                 // y = max(y, 0) after the bias
+  float scale = 1.0f;                // y = (y + bias) * scale, first
+  bool relu = false;                 // y = max(y, 0) after the bias and scale
   const __half* residual = nullptr;  // [rows, out], added last; must not alias y or x
 };
 
-// y = act(x W^T + bias) + residual, fp32 math in the epilogue. bias is [out] or null. y must not
+// y = act((x W^T + bias) * scale) + residual, fp32 math in the epilogue. bias is [out] or null. y must not
 // alias x, weight or the residual. Sets `stream` on `handle`. rows, in, out < 2^31.
 void linear(cublasHandle_t handle, const __half* x, std::int64_t rows, std::int64_t in_features,
             const __half* weight, const __half* bias, std::int64_t out_features, __half* y,
             const LinearEpilogue& epilogue, cudaStream_t stream);
 
-// The epilogue alone, in place on y [rows, out]: y = act(y + bias) + residual.
+// The epilogue alone, in place on y [rows, out]: y = act((y + bias) * scale) + residual.
 void bias_act_residual(__half* y, std::int64_t rows, std::int64_t out_features,
                        const __half* bias, const LinearEpilogue& epilogue, cudaStream_t stream);
 

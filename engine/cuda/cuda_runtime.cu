@@ -1,0 +1,1184 @@
+// The offloading runtime on the CUDA backend (cuda_runtime.h; docs/runtime.md, "CUDA backend").
+//
+// The same Plan, MemoryPlan and Schedule as the host backend (host_runtime.cc), with:
+//   - the GPU tier one cudaMalloc arena, the CPU tier one pinned (cudaHostAlloc) arena, the disk
+//     tier the DiskStore; buffers are carved from the arenas in the memory plan's sizes, each
+//     aligned (256 bytes on the GPU, 4 KiB on the CPU for O_DIRECT); the alignment padding and the
+//     compute workspace are entries of the memory plan, so the budget check covers every byte;
+//   - one CUDA stream per GPU resource (compute, host-to-device, device-to-host), driven by the
+//     executor's worker of that resource; a task's dependencies on another stream become
+//     cudaStreamWaitEvent, on the host a cudaEventSynchronize; no device-wide synchronization in
+//     the steady state (the output layer waits for its logits to sample);
+//   - with overlap off, every task waits for its own stream to drain before the next starts.
+// Everything is fp16 (the plan must be): weights, cache rows, activations; fp32 accumulation.
+#include "engine/cuda/cuda_runtime.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "engine/compress/quant4.h"
+#include "engine/core/error.h"
+#include "engine/core/format.h"
+#include "engine/core/parallel.h"
+#include "engine/cuda/cuda_check.cuh"
+#include "engine/cuda/ops/cache_rows.cuh"
+#include "engine/cuda/ops/decode_attention.cuh"
+#include "engine/cuda/ops/embedding.cuh"
+#include "engine/cuda/ops/layer_norm.cuh"
+#include "engine/cuda/ops/linear.cuh"
+#include "engine/cuda/ops/prefill_attention.cuh"
+#include "engine/cuda/ops/prefill_attention_gemm.cuh"
+#include "engine/cuda/ops/quant4.cuh"
+#include "engine/cuda/ops/top_k.cuh"
+#include "engine/generate/sampler.h"
+#include "engine/runtime/cpu_attention.h"
+#include "engine/runtime/disk_store.h"
+
+namespace flexgen {
+
+namespace {
+
+constexpr Bytes kGpuAlign = 256;
+constexpr Bytes kCpuAlign = 4096;
+constexpr Bytes kCublasWorkspace = 32 * kMiB;
+constexpr Bytes kPrefillScoresBudget = 256 * kMiB;  // score buffer of the tensor-core prefill attention
+constexpr int kMaxDecodeSplits = 64;
+// Prompts from this length take the tensor-core prefill attention; shorter ones the CUDA-core
+// kernel (exact per unit, no score buffer).
+constexpr std::int64_t kGemmPrefillMinTokens = 32;
+
+Bytes round_up(Bytes n, Bytes a) { return (n + a - 1) / a * a; }
+
+using Clock = std::chrono::steady_clock;
+
+// Bytes on one tier: device memory (GPU tier), pinned host memory (CPU tier) or a file region.
+struct Buffer {
+  Tier tier = Tier::kCpu;
+  Bytes size = 0;
+  std::byte* ptr = nullptr;
+  DiskRegion region;
+};
+
+// The roles of a decoder layer's tensors, found by name.
+enum W : int {
+  kQw, kQb, kKw, kKb, kVw, kVb, kOw, kOb, kAttnLnW, kAttnLnB, kFc1w, kFc1b, kFc2w, kFc2b, kMlpLnW, kMlpLnB,
+  kNumDecoderRoles
+};
+// Embedding layer and output layer roles share the same indices space below.
+enum E : int { kEmbedTokens = 0, kEmbedPositions = 1, kFinalLnW = 2, kFinalLnB = 3, kNumOuterRoles = 4 };
+
+int role_of(const std::string& name, bool decoder) {
+  static const std::pair<const char*, int> kDecoder[] = {
+      {"self_attn.q_proj.weight", kQw},       {"self_attn.q_proj.bias", kQb},
+      {"self_attn.k_proj.weight", kKw},       {"self_attn.k_proj.bias", kKb},
+      {"self_attn.v_proj.weight", kVw},       {"self_attn.v_proj.bias", kVb},
+      {"self_attn.out_proj.weight", kOw},     {"self_attn.out_proj.bias", kOb},
+      {"self_attn_layer_norm.weight", kAttnLnW}, {"self_attn_layer_norm.bias", kAttnLnB},
+      {"fc1.weight", kFc1w},                  {"fc1.bias", kFc1b},
+      {"fc2.weight", kFc2w},                  {"fc2.bias", kFc2b},
+      {"final_layer_norm.weight", kMlpLnW},   {"final_layer_norm.bias", kMlpLnB}};
+  static const std::pair<const char*, int> kOuter[] = {{"embed_tokens.weight", kEmbedTokens},
+                                                       {"embed_positions.weight", kEmbedPositions},
+                                                       {"final_layer_norm.weight", kFinalLnW},
+                                                       {"final_layer_norm.bias", kFinalLnB}};
+  if (decoder) {
+    const auto dot = name.find('.', name.find('.') + 1);  // after "layers.N."
+    const std::string rest = name.substr(dot + 1);
+    for (const auto& [suffix, role] : kDecoder) {
+      if (rest == suffix) return role;
+    }
+  } else {
+    for (const auto& [n, role] : kOuter) {
+      if (name == n) return role;
+    }
+  }
+  fail("CUDA backend: unexpected tensor '", name, "' in the plan");
+}
+
+// The name a decoder tensor has in layer 0 (dummy weights repeat layer 0's values).
+std::string layer0_name(const std::string& name) {
+  if (name.rfind("layers.", 0) != 0) return name;
+  return "layers.0" + name.substr(name.find('.', 7));
+}
+
+std::int64_t numel(const Shape& s) { return shape_numel(s); }
+
+}  // namespace
+
+class CudaRuntime final : public Runtime {
+ public:
+  CudaRuntime(const Plan& plan, const WeightsSource& source, const RuntimeOptions& options)
+      : plan_(plan), spec_(plan_.spec), options_(options) {
+    FLEXGEN_REQUIRE(plan_.weight_dtype == Encoding::kF16, "the CUDA backend stores and computes in fp16; the plan "
+                    "is for ", encoding_name(plan_.weight_dtype), " weights (make it from a spec with dtype f16)");
+    FLEXGEN_REQUIRE(spec_.head_dim() >= 1 && spec_.head_dim() <= cuda::kMaxAttentionHeadDim,
+                    "the CUDA backend's attention takes head_dim 1..", cuda::kMaxAttentionHeadDim, "; ", spec_.name,
+                    " has ", spec_.head_dim());
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+      cudaGetLastError();
+      fail("the CUDA backend needs a CUDA device and none is visible; use --backend host");
+    }
+    FLEXGEN_CUDA_CHECK(cudaGetDevice(&device_));
+    memory_ = plan_memory(plan_);
+    add_workspace_and_padding();
+    check_budgets(memory_, options_.budgets);
+    schedule_ = make_schedule(plan_, options_.schedule);
+    q4w_ = weight_quant_spec(ScaleType::kFloat16);
+    q4c_ = cache_quant_spec(ScaleType::kFloat16);
+    if (memory_.total[Tier::kDisk] > 0) {
+      FLEXGEN_REQUIRE(!options_.offload_dir.empty(), "the plan puts data on disk: give --offload-dir (a directory with ",
+                      memory_.total[Tier::kDisk], " bytes free)");
+      disk_ = std::make_unique<DiskStore>(options_.offload_dir, options_.budgets[Tier::kDisk]);
+      disk_->reserve(memory_.total[Tier::kDisk]);
+    }
+    FLEXGEN_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
+    FLEXGEN_CUDA_CHECK(cudaStreamCreateWithFlags(&h2d_, cudaStreamNonBlocking));
+    FLEXGEN_CUDA_CHECK(cudaStreamCreateWithFlags(&d2h_, cudaStreamNonBlocking));
+    FLEXGEN_CUBLAS_CHECK(cublasCreate(&cublas_));
+    std::size_t free0 = 0, total = 0;
+    FLEXGEN_CUDA_CHECK(cudaMemGetInfo(&free0, &total));
+    free_before_ = static_cast<Bytes>(free0);
+    FLEXGEN_REQUIRE(memory_.total[Tier::kGpu] <= static_cast<Bytes>(free0),
+                    "plan does not fit: the GPU tier needs ", format_bytes(memory_.total[Tier::kGpu]),
+                    " but the device has ", format_bytes(static_cast<Bytes>(free0)), " free; lower --gpu-mem or "
+                    "move data off the GPU (--percent)");
+    arena_[0].reserve(Tier::kGpu, memory_.total[Tier::kGpu]);
+    arena_[1].reserve(Tier::kCpu, memory_.total[Tier::kCpu]);
+    allocate_all();
+    FLEXGEN_CUBLAS_CHECK(cublasSetWorkspace(cublas_, ws_.cublas, static_cast<std::size_t>(kCublasWorkspace)));
+    place_weights(source);
+  }
+
+  ~CudaRuntime() override {
+    cudaDeviceSynchronize();
+    destroy_events();
+    if (cublas_) cublasDestroy(cublas_);
+    for (cudaStream_t s : {compute_, h2d_, d2h_}) {
+      if (s) cudaStreamDestroy(s);
+    }
+  }
+
+  const Schedule& schedule() const override { return schedule_; }
+  const MemoryPlan& memory_plan() const override { return memory_; }
+  Backend backend() const override { return Backend::kCuda; }
+
+  RunReport generate(const std::vector<std::vector<std::int32_t>>& prompts, const SamplingConfig& sampling,
+                     std::optional<std::int32_t> stop_token, const BlockShape& shape) override {
+    // The run's plan and schedule: the plan's own, or a smaller shape on the same buffers.
+    std::optional<Plan> shaped;
+    const Schedule* schedule = &schedule_;
+    Schedule shaped_schedule;
+    run_ = &plan_;
+    if ((shape.prompt_len != 0 && shape.prompt_len != plan_.workload.prompt_len) ||
+        (shape.gen_len != 0 && shape.gen_len != plan_.workload.gen_len)) {
+      Workload w = plan_.workload;
+      w.prompt_len = shape.prompt_len != 0 ? shape.prompt_len : w.prompt_len;
+      w.gen_len = shape.gen_len != 0 ? shape.gen_len : w.gen_len;
+      FLEXGEN_REQUIRE(w.prompt_len >= 1 && w.gen_len >= 1 && w.prompt_len <= plan_.workload.prompt_len &&
+                          w.prompt_len + w.gen_len <= plan_.workload.prompt_len + plan_.workload.gen_len,
+                      "a block of prompt length ", w.prompt_len, " and ", w.gen_len,
+                      " new tokens does not fit the runtime's plan (prompt length ", plan_.workload.prompt_len,
+                      ", ", plan_.workload.gen_len, " new tokens)");
+      shaped.emplace(make_plan(spec_, w, plan_.policy));
+      shaped_schedule = make_schedule(*shaped, options_.schedule);
+      run_ = &*shaped;
+      schedule = &shaped_schedule;
+    }
+    const std::int64_t block = plan_.policy.block_size();
+    const std::int64_t b = plan_.policy.gpu_batch_size();
+    const std::int64_t prompt_len = run_->workload.prompt_len;
+    FLEXGEN_REQUIRE(static_cast<std::int64_t>(prompts.size()) == block, "the run needs ", block,
+                    " prompts (gpu batch size x gpu batches), got ", prompts.size());
+    batches_.assign(static_cast<std::size_t>(plan_.policy.num_gpu_batches()), BatchRun{});
+    std::vector<std::int32_t> pads(static_cast<std::size_t>(block));
+    for (std::int64_t k = 0; k < plan_.policy.num_gpu_batches(); ++k) {
+      BatchRun& br = batches_[static_cast<std::size_t>(k)];
+      br.prompt_ids.assign(static_cast<std::size_t>(b * prompt_len), static_cast<std::int32_t>(spec_.pad_token_id));
+      br.pad_len.resize(static_cast<std::size_t>(b));
+      br.generated.resize(static_cast<std::size_t>(b));
+      br.next.resize(static_cast<std::size_t>(b));
+      for (std::int64_t s = 0; s < b; ++s) {
+        const auto& p = prompts[static_cast<std::size_t>(k * b + s)];
+        FLEXGEN_REQUIRE(!p.empty() && static_cast<std::int64_t>(p.size()) <= prompt_len, "prompt ", k * b + s,
+                        " has ", p.size(), " tokens; prompts must have 1 to ", prompt_len, " tokens");
+        const std::int64_t pad = prompt_len - static_cast<std::int64_t>(p.size());
+        br.pad_len[static_cast<std::size_t>(s)] = pad;
+        pads[static_cast<std::size_t>(k * b + s)] = static_cast<std::int32_t>(pad);
+        std::copy(p.begin(), p.end(), br.prompt_ids.begin() + s * prompt_len + pad);
+        for (std::int32_t id : p) {
+          FLEXGEN_REQUIRE(id >= 0 && id < spec_.vocab_size, "prompt ", k * b + s, ": token id ", id,
+                          " is outside the vocabulary (", spec_.vocab_size, ")");
+        }
+      }
+    }
+    const std::int64_t last_pos = prompt_len + run_->workload.gen_len - 1;
+    FLEXGEN_REQUIRE(last_pos - 1 + 2 < embed_position_rows(), "prompt length ", prompt_len, " plus ",
+                    run_->workload.gen_len, " new tokens exceeds the model's ", spec_.max_positions, " positions");
+    FLEXGEN_CUDA_CHECK(cudaMemcpy(ws_.pad_len, pads.data(), pads.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice));
+    sampler_ = std::make_unique<Sampler>(sampling);
+    dequantized_key_ = -1;
+    for (auto& c : moved_) c = 0;
+
+    // Events: the end of every stream task (and its start when timings are kept).
+    const bool timings = options_.keep_task_timings;
+    prepare_events(*schedule, timings);
+    host_times_.assign(schedule->tasks.size(), TaskTiming{});
+    cur_schedule_ = schedule;
+    cudaEvent_t t0;
+    FLEXGEN_CUDA_CHECK(cudaEventCreate(&t0));
+    FLEXGEN_CUDA_CHECK(cudaDeviceSynchronize());
+    FLEXGEN_CUDA_CHECK(cudaEventRecord(t0, compute_));
+    FLEXGEN_CUDA_CHECK(cudaEventSynchronize(t0));
+    start_ = Clock::now();
+
+    try {
+      Executor::execute(*schedule, plan_.policy.overlap(), [this](const Task& t, TaskId id) { run_task(t, id); });
+      FLEXGEN_CUDA_CHECK(cudaDeviceSynchronize());
+    } catch (...) {
+      cudaDeviceSynchronize();
+      cudaEventDestroy(t0);
+      throw;
+    }
+    const double wall = seconds_since_start();
+
+    RunReport report;
+    for (std::int64_t k = 0; k < plan_.policy.num_gpu_batches(); ++k) {
+      for (auto& seq : batches_[static_cast<std::size_t>(k)].generated) {
+        if (stop_token) {
+          auto it = std::find(seq.begin(), seq.end(), *stop_token);
+          if (it != seq.end()) seq.erase(it + 1, seq.end());
+        }
+        report.tokens.push_back(seq);
+      }
+    }
+    std::vector<TaskTiming> task_times(schedule->tasks.size());
+    double prefill_end = 0;
+    for (std::size_t i = 0; i < schedule->tasks.size(); ++i) {
+      const Task& t = schedule->tasks[i];
+      if (on_stream(t.kind)) {
+        float ms = 0;
+        FLEXGEN_CUDA_CHECK(cudaEventElapsedTime(&ms, t0, end_[i]));
+        task_times[i].end_s = ms / 1e3;
+        if (timings) {
+          FLEXGEN_CUDA_CHECK(cudaEventElapsedTime(&ms, t0, begin_[i]));
+          task_times[i].start_s = ms / 1e3;
+        }
+      } else {
+        task_times[i] = host_times_[i];
+      }
+      if (t.token == 0) prefill_end = std::max(prefill_end, task_times[i].end_s);
+    }
+    cudaEventDestroy(t0);
+    report.total_s = wall;
+    report.prefill_s = std::min(prefill_end, wall);
+    report.decode_s = wall - report.prefill_s;
+    report.generated_tokens = block * run_->workload.gen_len;
+    report.throughput_tok_s = wall > 0 ? static_cast<double>(report.generated_tokens) / wall : 0;
+    report.decode_throughput_tok_s =
+        report.decode_s > 0 ? static_cast<double>(block * (run_->workload.gen_len - 1)) / report.decode_s : 0;
+    report.peak = allocated_;
+    report.planned = memory_.total;
+    report.moved = {moved_[0].load(), moved_[1].load(), moved_[2].load(), moved_[3].load()};
+    std::size_t free_now = 0, total = 0;
+    FLEXGEN_CUDA_CHECK(cudaMemGetInfo(&free_now, &total));
+    report.gpu_device_bytes = free_before_ - static_cast<Bytes>(free_now);
+    if (timings) report.task_timings = std::move(task_times);
+    run_ = &plan_;
+    cur_schedule_ = nullptr;
+    return report;
+  }
+
+ private:
+  // ---- memory ---------------------------------------------------------------------------------
+  // One allocation per tier, carved in order.
+  struct Arena {
+    Tier tier = Tier::kGpu;
+    std::byte* base = nullptr;
+    Bytes size = 0, used = 0;
+    void reserve(Tier t, Bytes bytes) {
+      tier = t;
+      size = bytes;
+      if (bytes == 0) return;
+      void* p = nullptr;
+      if (t == Tier::kGpu) {
+        const cudaError_t st = cudaMalloc(&p, static_cast<std::size_t>(bytes));
+        if (st != cudaSuccess) {
+          cudaGetLastError();
+          fail("out of GPU memory allocating the GPU tier (", format_bytes(bytes), "): ", cudaGetErrorString(st),
+               "; lower --gpu-mem's share (--percent) or the batch size");
+        }
+      } else {
+        const cudaError_t st = cudaHostAlloc(&p, static_cast<std::size_t>(bytes), cudaHostAllocPortable | cudaHostAllocMapped);
+        if (st != cudaSuccess) {
+          cudaGetLastError();
+          fail("could not pin ", format_bytes(bytes), " of host memory for the CPU tier: ", cudaGetErrorString(st),
+               "; lower --cpu-mem's share (--percent) or move data to disk");
+        }
+      }
+      base = static_cast<std::byte*>(p);
+    }
+    ~Arena() {
+      if (base == nullptr) return;
+      if (tier == Tier::kGpu) {
+        cudaFree(base);
+      } else {
+        cudaFreeHost(base);
+      }
+    }
+    std::byte* take(Bytes bytes) {
+      const Bytes step = round_up(bytes, tier == Tier::kGpu ? kGpuAlign : kCpuAlign);
+      assert(used + step <= size);
+      std::byte* p = base + used;
+      used += step;
+      return p;
+    }
+  };
+
+  // Compute workspace on the GPU (sizes for the plan's largest visit), plus the arenas' alignment
+  // padding, as entries of the memory plan.
+  struct WorkspaceSizes {
+    Bytes ln = 0, q = 0, k = 0, v = 0, attn = 0, tmp = 0, mlp = 0, new_rows = 0, cache_dq = 0, weights_dq = 0,
+          logits = 0, last = 0, ids = 0, pad_len = 0, splits = 0, prefill = 0, kept = 0, cublas = 0;
+  };
+
+  WorkspaceSizes workspace_sizes() const {
+    const std::int64_t b = plan_.policy.gpu_batch_size(), T = plan_.workload.prompt_len;
+    const std::int64_t h = spec_.hidden_size, f = spec_.ffn_dim, hd = spec_.head_dim(), nh = spec_.num_heads;
+    const std::int64_t units = plan_.cache.units, cap = plan_.cache.capacity;
+    WorkspaceSizes w;
+    const Bytes hidden = b * T * h * 2;
+    w.ln = w.q = w.k = w.v = w.attn = w.tmp = hidden;
+    w.mlp = b * T * f * 2;
+    if (plan_.policy.compress_cache()) {
+      w.new_rows = 2 * b * T * nh * plan_.cache.row_bytes;
+      const std::int64_t dq_units = plan_.cache.units_on_tier(Tier::kGpu) + cache_slot_units(plan_);
+      w.cache_dq = 2 * cap * dq_units * hd * 2;
+    }
+    for (const PlannedLayer& l : plan_.layers) {
+      Bytes layer = 0;
+      for (const PlannedTensor& t : l.tensors) {
+        if (t.encoding == Encoding::kQ4) layer += round_up(numel(t.shape) * 2, kGpuAlign);
+      }
+      w.weights_dq = std::max(w.weights_dq, layer);
+    }
+    w.logits = b * spec_.vocab_size * 2;
+    w.last = b * h * 2;
+    w.ids = b * T * 4;
+    w.pad_len = plan_.policy.block_size() * 4;
+    w.splits = static_cast<Bytes>(cuda::decode_attention_workspace_bytes(units, static_cast<int>(hd), kMaxDecodeSplits));
+    if (T >= kGemmPrefillMinTokens) {
+      const Bytes one = static_cast<Bytes>(cuda::prefill_attention_gemm_workspace_bytes(1, T, 0));
+      const std::int64_t chunk = std::clamp<std::int64_t>(kPrefillScoresBudget / one, 1, units);
+      w.prefill = static_cast<Bytes>(cuda::prefill_attention_gemm_workspace_bytes(chunk, T, 0));
+    }
+    if (plan_.policy.attn_sparsity() < 1.0) {
+      const auto most = static_cast<std::int64_t>(std::floor(plan_.policy.attn_sparsity() * static_cast<double>(cap)));
+      w.kept = units * std::max<std::int64_t>(1, most) * 4;
+    }
+    w.cublas = kCublasWorkspace;
+    return w;
+  }
+
+  void add_workspace_and_padding() {
+    const WorkspaceSizes w = workspace_sizes();
+    const std::pair<const char*, Bytes> parts[] = {
+        {"workspace layernorm", w.ln},          {"workspace query", w.q},
+        {"workspace key", w.k},                 {"workspace value", w.v},
+        {"workspace attention", w.attn},        {"workspace residual", w.tmp},
+        {"workspace mlp", w.mlp},               {"workspace new cache rows", w.new_rows},
+        {"workspace dequantized cache", w.cache_dq}, {"workspace dequantized weights", w.weights_dq},
+        {"workspace logits", w.logits},         {"workspace last hidden", w.last},
+        {"workspace token ids", w.ids},         {"workspace pad lengths", w.pad_len},
+        {"workspace attention splits", w.splits}, {"workspace prefill attention", w.prefill},
+        {"workspace top-k", w.kept},            {"workspace cuBLAS", w.cublas}};
+    for (const auto& [label, bytes] : parts) {
+      if (bytes <= 0) continue;
+      memory_.buffers.push_back({BufferRole::kWorkspace, Tier::kGpu, bytes, label});
+      memory_.total[Tier::kGpu] += bytes;
+    }
+    // Logits and token ids on their way to and from the sampler (pinned).
+    const Bytes host_io = round_up(plan_.policy.gpu_batch_size() * spec_.vocab_size * 2, kCpuAlign) +
+                          round_up(plan_.policy.gpu_batch_size() * plan_.workload.prompt_len * 4, kCpuAlign);
+    memory_.buffers.push_back({BufferRole::kWorkspace, Tier::kCpu, host_io, "pinned logits and token ids"});
+    memory_.total[Tier::kCpu] += host_io;
+    TierBytes padding;
+    for (const BufferRequest& r : memory_.buffers) {
+      if (r.tier == Tier::kDisk) continue;
+      padding[r.tier] += round_up(r.bytes, r.tier == Tier::kGpu ? kGpuAlign : kCpuAlign) - r.bytes;
+    }
+    for (Tier t : {Tier::kGpu, Tier::kCpu}) {
+      if (padding[t] == 0) continue;
+      memory_.buffers.push_back({BufferRole::kWorkspace, t, padding[t], "alignment padding"});
+      memory_.total[t] += padding[t];
+    }
+  }
+
+  Buffer allocate(Tier tier, Bytes bytes, const std::string& label) {
+    Buffer buf;
+    buf.tier = tier;
+    buf.size = bytes;
+    if (bytes == 0) return buf;
+    if (tier == Tier::kDisk) {
+      buf.region = disk_->allocate(bytes, label);
+      allocated_[tier] += bytes;
+    } else {
+      Arena& a = arena_[tier == Tier::kGpu ? 0 : 1];
+      buf.ptr = a.take(bytes);
+      allocated_[tier] += round_up(bytes, tier == Tier::kGpu ? kGpuAlign : kCpuAlign);
+    }
+    return buf;
+  }
+  void allocate_all() {
+    const std::int64_t L = spec_.num_layers;
+    const std::int64_t batches = plan_.policy.num_gpu_batches();
+    const CachePlan& c = plan_.cache;
+    weights_.resize(plan_.layers.size());
+    for (std::size_t j = 0; j < plan_.layers.size(); ++j) {
+      const bool decoder = plan_.is_decoder_layer(static_cast<std::int64_t>(j));
+      weights_[j].roles.assign(decoder ? static_cast<std::size_t>(kNumDecoderRoles) : static_cast<std::size_t>(kNumOuterRoles), -1);
+      Bytes slot_off = 0, staging_off = 0, dq_off = 0;
+      for (const PlannedTensor& t : plan_.layers[j].tensors) {
+        StoredTensor st;
+        st.plan = &t;
+        st.home = allocate(t.home, t.bytes, t.name);
+        if (t.home != Tier::kGpu) {
+          st.slot_offset = slot_off;
+          slot_off += t.bytes;
+        }
+        if (t.home == Tier::kDisk) {
+          st.staging_offset = staging_off;
+          staging_off += t.bytes;
+        }
+        if (t.encoding == Encoding::kQ4) {
+          st.dq_offset = dq_off;
+          dq_off += round_up(numel(t.shape) * 2, kGpuAlign);
+        }
+        weights_[j].roles[static_cast<std::size_t>(role_of(t.name, decoder))] =
+            static_cast<int>(weights_[j].tensors.size());
+        weights_[j].tensors.push_back(st);
+      }
+    }
+    for (int s = 0; s < 2; ++s) {
+      weight_slot_[s] = allocate(Tier::kGpu, weight_slot_bytes(plan_), "weight slot");
+      weight_staging_[s] = allocate(Tier::kCpu, weight_staging_bytes(plan_), "weight staging");
+    }
+    cache_.resize(static_cast<std::size_t>(L * batches));
+    for (std::int64_t j = 1; j <= L; ++j) {
+      for (std::int64_t k = 0; k < batches; ++k) {
+        CacheHome& home = cache_home(j, k);
+        for (Tier tier : kAllTiers) {
+          for (int kv = 0; kv < 2; ++kv) {
+            home.part[static_cast<int>(tier)][kv] =
+                allocate(tier, c.units_on_tier(tier) * c.capacity * c.row_bytes, "cache");
+          }
+        }
+      }
+    }
+    slot_units_ = cache_slot_units(plan_);
+    for (int s = 0; s < 2; ++s) {
+      for (int kv = 0; kv < 2; ++kv) {
+        cache_slot_[s][kv] = allocate(Tier::kGpu, slot_units_ * c.capacity * c.row_bytes, "cache slot");
+        cache_staging_[s][kv] =
+            allocate(Tier::kCpu, c.units_on_tier(Tier::kDisk) * c.capacity * c.row_bytes, "cache staging");
+      }
+    }
+    const Bytes hidden = plan_.activation_bytes(plan_.workload.prompt_len);
+    for (std::int64_t k = 0; k < batches; ++k) act_home_.push_back(allocate(plan_.activation_home, hidden, "activations"));
+    if (plan_.activation_home != Tier::kGpu) {
+      for (int s = 0; s < 2; ++s) act_slot_[s] = allocate(Tier::kGpu, hidden, "activation slot");
+    }
+    if (plan_.activation_home == Tier::kDisk) {
+      for (int s = 0; s < 2; ++s) act_staging_[s] = allocate(Tier::kCpu, hidden, "activation staging");
+    }
+    if (plan_.policy.cpu_cache_compute()) {
+      const Bytes vec = c.units_on_tier(Tier::kCpu) * spec_.head_dim() * 2;
+      for (auto& d : delegation_) d = allocate(Tier::kCpu, vec, "delegation");
+    }
+    // Workspace, in the order of add_workspace_and_padding (sizes only matter).
+    const WorkspaceSizes w = workspace_sizes();
+    auto half_ws = [&](Bytes n) { return reinterpret_cast<__half*>(allocate(Tier::kGpu, n, "workspace").ptr); };
+    ws_.ln = half_ws(w.ln);
+    ws_.q = half_ws(w.q);
+    ws_.k = half_ws(w.k);
+    ws_.v = half_ws(w.v);
+    ws_.attn = half_ws(w.attn);
+    ws_.tmp = half_ws(w.tmp);
+    ws_.mlp = half_ws(w.mlp);
+    ws_.new_rows = allocate(Tier::kGpu, w.new_rows, "workspace").ptr;
+    ws_.cache_dq = half_ws(w.cache_dq);
+    ws_.weights_dq = allocate(Tier::kGpu, w.weights_dq, "workspace").ptr;
+    ws_.logits = half_ws(w.logits);
+    ws_.last = half_ws(w.last);
+    ws_.ids = reinterpret_cast<std::int32_t*>(allocate(Tier::kGpu, w.ids, "workspace").ptr);
+    ws_.pad_len = reinterpret_cast<std::int32_t*>(allocate(Tier::kGpu, w.pad_len, "workspace").ptr);
+    ws_.splits = reinterpret_cast<float*>(allocate(Tier::kGpu, w.splits, "workspace").ptr);
+    ws_.splits_bytes = static_cast<std::size_t>(w.splits);
+    ws_.prefill = allocate(Tier::kGpu, w.prefill, "workspace").ptr;
+    ws_.prefill_bytes = static_cast<std::size_t>(w.prefill);
+    ws_.kept = reinterpret_cast<std::int32_t*>(allocate(Tier::kGpu, w.kept, "workspace").ptr);
+    ws_.cublas = allocate(Tier::kGpu, w.cublas, "workspace").ptr;
+    const Bytes b = plan_.policy.gpu_batch_size();
+    logits_host_ = reinterpret_cast<std::uint16_t*>(
+        allocate(Tier::kCpu, round_up(b * spec_.vocab_size * 2, kCpuAlign) + round_up(b * plan_.workload.prompt_len * 4, kCpuAlign),
+                 "pinned io").ptr);
+    ids_host_ = reinterpret_cast<std::int32_t*>(reinterpret_cast<std::byte*>(logits_host_) +
+                                                round_up(b * spec_.vocab_size * 2, kCpuAlign));
+    // Every byte the memory plan promised, no more (the padding entries match the arenas' rounding).
+    for (Tier t : {Tier::kGpu, Tier::kCpu}) {
+      Arena& a = arena_[t == Tier::kGpu ? 0 : 1];
+      FLEXGEN_REQUIRE(a.used == a.size, "CUDA backend: carved ", a.used, " bytes of the ", tier_name(t),
+                      " arena but planned ", a.size);
+      allocated_[t] = a.used;
+    }
+    allocated_[Tier::kDisk] = memory_.total[Tier::kDisk];
+  }
+
+  // ---- weights ---------------------------------------------------------------------------------
+  struct StoredTensor {
+    const PlannedTensor* plan = nullptr;
+    Buffer home;
+    Bytes slot_offset = 0;
+    Bytes staging_offset = 0;
+    Bytes dq_offset = 0;  // where its fp16 values go in the dequantized-weights workspace (4-bit)
+  };
+  struct StoredLayer {
+    std::vector<StoredTensor> tensors;
+    std::vector<int> roles;  // role -> index in tensors
+  };
+
+  std::int64_t embed_position_rows() const { return spec_.max_positions + 2; }
+
+  // Encodes a float32 tensor into its stored format (fp16 or 4-bit) in host memory `out`.
+  void encode_tensor(const PlannedTensor& t, std::span<const float> x, std::byte* out) const {
+    if (t.encoding == Encoding::kQ4) {
+      quantize(x, t.shape, q4w_, std::span<std::byte>(out, static_cast<std::size_t>(t.bytes)));
+      return;
+    }
+    auto* o = reinterpret_cast<std::uint16_t*>(out);
+    parallel_for(static_cast<std::int64_t>(x.size()), 1 << 16, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) o[i] = float_to_half(x[static_cast<std::size_t>(i)]);
+    });
+  }
+
+  void place_weights(const WeightsSource& source) {
+    std::map<std::string, const Tensor*> named;
+    OptWeights dummy;
+    if (source.weights != nullptr) {
+      for (const TensorSlot& slot : opt_tensor_slots(spec_, const_cast<OptWeights&>(*source.weights))) {
+        named[slot.name] = slot.target;
+      }
+    } else {
+      // Dummy weights: layer 0's values (make_dummy_opt_weights' distribution) in every layer,
+      // encoded once per tensor name.
+      ModelSpec one = spec_;
+      one.num_layers = 1;
+      dummy = make_dummy_opt_weights(one, source.dummy_seed);
+      for (const TensorSlot& slot : opt_tensor_slots(one, dummy)) named[slot.name] = slot.target;
+    }
+    std::map<std::string, std::vector<std::byte>> encoded;  // dummy: by layer-0 name and encoding
+    std::vector<std::byte> scratch;
+    for (auto& layer : weights_) {
+      for (StoredTensor& st : layer.tensors) {
+        const PlannedTensor& t = *st.plan;
+        const std::string key = source.weights ? t.name : layer0_name(t.name);
+        const auto it = named.find(key);
+        FLEXGEN_REQUIRE(it != named.end(), "weights: no tensor ", t.name);
+        const Tensor* src = it->second;
+        FLEXGEN_REQUIRE(src->shape() == t.shape, "weights: ", t.name, " has shape ", shape_to_string(src->shape()),
+                        ", the plan expects ", shape_to_string(t.shape));
+        const std::byte* bytes = nullptr;
+        if (source.weights == nullptr) {
+          const std::string ekey = key + (t.encoding == Encoding::kQ4 ? "#q4" : "#f16");
+          auto& e = encoded[ekey];
+          if (e.empty()) {
+            e.resize(static_cast<std::size_t>(t.bytes));
+            encode_tensor(t, src->span(), e.data());
+          }
+          bytes = e.data();
+        } else if (t.home == Tier::kCpu) {
+          encode_tensor(t, src->span(), st.home.ptr);
+          continue;
+        } else {
+          scratch.resize(static_cast<std::size_t>(t.bytes));
+          encode_tensor(t, src->span(), scratch.data());
+          bytes = scratch.data();
+        }
+        switch (t.home) {
+          case Tier::kGpu:
+            FLEXGEN_CUDA_CHECK(cudaMemcpy(st.home.ptr, bytes, static_cast<std::size_t>(t.bytes), cudaMemcpyHostToDevice));
+            break;
+          case Tier::kCpu:
+            parallel_for(t.bytes, 1 << 24, [&](std::int64_t b, std::int64_t e) {
+              std::memcpy(st.home.ptr + b, bytes + b, static_cast<std::size_t>(e - b));
+            });
+            break;
+          case Tier::kDisk:
+            disk_->write_sync(st.home.region, bytes, t.bytes);
+            break;
+        }
+      }
+    }
+  }
+
+  // Device pointer of a tensor of the task's layer as the GPU sees it (home, or weight slot),
+  // fp16: 4-bit tensors were dequantized into the workspace by prepare_weights.
+  const __half* weight(const Task& t, int role) const {
+    const StoredLayer& layer = weights_[static_cast<std::size_t>(t.layer)];
+    const int index = layer.roles[static_cast<std::size_t>(role)];
+    assert(index >= 0);
+    const StoredTensor& st = layer.tensors[static_cast<std::size_t>(index)];
+    if (st.plan->encoding == Encoding::kQ4) return reinterpret_cast<const __half*>(ws_.weights_dq + st.dq_offset);
+    return reinterpret_cast<const __half*>(stored_bytes(t, st));
+  }
+  const std::byte* stored_bytes(const Task& t, const StoredTensor& st) const {
+    return st.plan->home == Tier::kGpu ? st.home.ptr : weight_slot_[t.weight_slot].ptr + st.slot_offset;
+  }
+
+  // Dequantizes the task's layer's 4-bit tensors into the workspace, once per weight step (the
+  // batches of a zig-zag block share it).
+  void prepare_weights(const Task& t) {
+    const StoredLayer& layer = weights_[static_cast<std::size_t>(t.layer)];
+    bool any = false;
+    for (const StoredTensor& st : layer.tensors) any = any || st.plan->encoding == Encoding::kQ4;
+    if (!any) return;
+    const std::int64_t key = (static_cast<std::int64_t>(t.token) * (spec_.num_layers + 2) + t.layer) * 1000003 +
+                             (options_.schedule == ScheduleKind::kRowByRow ? t.batch : 0);
+    if (key == dequantized_key_) return;
+    for (const StoredTensor& st : layer.tensors) {
+      if (st.plan->encoding != Encoding::kQ4) continue;
+      cuda::dequantize(stored_bytes(t, st), st.plan->shape, q4w_,
+                       reinterpret_cast<__half*>(ws_.weights_dq + st.dq_offset), compute_);
+    }
+    dequantized_key_ = key;
+  }
+
+  // ---- transfers ---------------------------------------------------------------------------
+  enum Link { kH2D = 0, kD2H = 1, kDiskRead = 2, kDiskWrite = 3 };
+
+  // Copies `rows` rows of `width` bytes between strided buffers (pitches in bytes) on a stream, or
+  // through the disk store (disk <-> pinned CPU, contiguous only).
+  void copy2d(const Buffer& dst, Bytes dst_off, Bytes dst_pitch, const Buffer& src, Bytes src_off, Bytes src_pitch,
+              Bytes width, std::int64_t rows, cudaStream_t stream) {
+    if (width == 0 || rows == 0) return;
+    const Bytes n = width * rows;
+    if (src.tier == Tier::kDisk || dst.tier == Tier::kDisk) {
+      assert(dst_pitch == width && src_pitch == width);
+      if (src.tier == Tier::kDisk) {
+        disk_->read_sync(src.region, dst.ptr + dst_off, n, src_off);
+        moved_[kDiskRead] += n;
+      } else {
+        disk_->write_sync(dst.region, src.ptr + src_off, n, dst_off);
+        moved_[kDiskWrite] += n;
+      }
+      return;
+    }
+    const cudaMemcpyKind kind = src.tier == Tier::kCpu && dst.tier == Tier::kGpu   ? cudaMemcpyHostToDevice
+                                : src.tier == Tier::kGpu && dst.tier == Tier::kCpu ? cudaMemcpyDeviceToHost
+                                : src.tier == Tier::kGpu                          ? cudaMemcpyDeviceToDevice
+                                                                                  : cudaMemcpyHostToHost;
+    if (dst_pitch == width && src_pitch == width) {
+      FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(dst.ptr + dst_off, src.ptr + src_off, static_cast<std::size_t>(n), kind, stream));
+    } else {
+      FLEXGEN_CUDA_CHECK(cudaMemcpy2DAsync(dst.ptr + dst_off, static_cast<std::size_t>(dst_pitch), src.ptr + src_off,
+                                           static_cast<std::size_t>(src_pitch), static_cast<std::size_t>(width),
+                                           static_cast<std::size_t>(rows), kind, stream));
+    }
+    if (kind == cudaMemcpyHostToDevice) moved_[kH2D] += n;
+    if (kind == cudaMemcpyDeviceToHost) moved_[kD2H] += n;
+  }
+  void copy(const Buffer& dst, Bytes dst_off, const Buffer& src, Bytes src_off, Bytes n, cudaStream_t stream) {
+    copy2d(dst, dst_off, n, src, src_off, n, n, 1, stream);
+  }
+  // Rows [first, first + count) of `units` consecutive units between two position-major
+  // [capacity, units_in_buffer, row] buffers.
+  void copy_rows(const Buffer& dst, std::int64_t dst_units, std::int64_t dst_unit0, const Buffer& src,
+                 std::int64_t src_units, std::int64_t src_unit0, std::int64_t units, std::int64_t first,
+                 std::int64_t count, cudaStream_t stream) {
+    if (units == 0 || count == 0) return;
+    const Bytes row = plan_.cache.row_bytes;
+    if (dst_units == units && src_units == units) {
+      copy(dst, first * units * row, src, first * units * row, count * units * row, stream);
+      return;
+    }
+    copy2d(dst, (first * dst_units + dst_unit0) * row, dst_units * row, src, (first * src_units + src_unit0) * row,
+           src_units * row, units * row, count, stream);
+  }
+
+  // ---- per-batch state -------------------------------------------------------------------------
+  struct BatchRun {
+    std::vector<std::int32_t> prompt_ids;
+    std::vector<std::int64_t> pad_len;
+    std::vector<std::int32_t> next;
+    std::vector<std::vector<std::int32_t>> generated;
+  };
+  struct CacheHome {
+    Buffer part[3][2];  // [tier][key, value]
+  };
+  CacheHome& cache_home(std::int64_t layer, std::int64_t batch) {
+    return cache_[static_cast<std::size_t>((layer - 1) * plan_.policy.num_gpu_batches() + batch)];
+  }
+
+  // ---- events and task dispatch ------------------------------------------------------------
+  static bool on_stream(TaskKind kind) {
+    const Resource r = task_resource(kind);
+    return r == Resource::kGpuCompute || r == Resource::kH2D || r == Resource::kD2H;
+  }
+  cudaStream_t stream_of(TaskKind kind) const {
+    switch (task_resource(kind)) {
+      case Resource::kGpuCompute: return compute_;
+      case Resource::kH2D: return h2d_;
+      case Resource::kD2H: return d2h_;
+      default: return nullptr;
+    }
+  }
+
+  void prepare_events(const Schedule& schedule, bool timings) {
+    const std::size_t n = schedule.tasks.size();
+    const unsigned flags = cudaEventDefault;
+    while (end_.size() < n) {
+      cudaEvent_t e;
+      FLEXGEN_CUDA_CHECK(cudaEventCreateWithFlags(&e, flags));
+      end_.push_back(e);
+    }
+    if (timings) {
+      while (begin_.size() < n) {
+        cudaEvent_t e;
+        FLEXGEN_CUDA_CHECK(cudaEventCreateWithFlags(&e, flags));
+        begin_.push_back(e);
+      }
+    }
+  }
+  void destroy_events() {
+    for (cudaEvent_t e : end_) cudaEventDestroy(e);
+    for (cudaEvent_t e : begin_) cudaEventDestroy(e);
+    end_.clear();
+    begin_.clear();
+  }
+
+  double seconds_since_start() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
+
+  void run_task(const Task& t, TaskId id) {
+    FLEXGEN_CUDA_CHECK(cudaSetDevice(device_));
+    const cudaStream_t stream = stream_of(t.kind);
+    for (TaskId d : t.deps) {
+      const Task& dep = cur_schedule_->tasks[static_cast<std::size_t>(d)];
+      if (!on_stream(dep.kind)) continue;  // host tasks are done when the executor starts this one
+      if (stream != nullptr) {
+        if (stream_of(dep.kind) != stream) FLEXGEN_CUDA_CHECK(cudaStreamWaitEvent(stream, end_[static_cast<std::size_t>(d)], 0));
+      } else {
+        FLEXGEN_CUDA_CHECK(cudaEventSynchronize(end_[static_cast<std::size_t>(d)]));
+      }
+    }
+    const auto i = static_cast<std::size_t>(id);
+    if (stream == nullptr) host_times_[i].start_s = seconds_since_start();
+    if (stream != nullptr && !begin_.empty()) FLEXGEN_CUDA_CHECK(cudaEventRecord(begin_[i], stream));
+    dispatch(t);
+    if (stream != nullptr) {
+      FLEXGEN_CUDA_CHECK(cudaEventRecord(end_[i], stream));
+      if (!plan_.policy.overlap()) FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(stream));
+    } else {
+      host_times_[i].end_s = seconds_since_start();
+    }
+  }
+
+  void dispatch(const Task& t) {
+    const Bytes act = plan_.activation_bytes(tokens_in(t));
+    const auto k = static_cast<std::size_t>(t.batch);
+    switch (t.kind) {
+      case TaskKind::kWeightRead: return weight_read(t);
+      case TaskKind::kWeightLoad: return weight_load(t);
+      case TaskKind::kCacheRead: return cache_read(t);
+      case TaskKind::kCacheLoad: return cache_load(t);
+      case TaskKind::kActRead: return copy(act_staging_[t.act_slot], 0, act_home_[k], 0, act, nullptr);
+      case TaskKind::kActLoad:
+        return copy(act_slot_[t.act_slot], 0,
+                    plan_.activation_home == Tier::kDisk ? act_staging_[t.act_slot] : act_home_[k], 0, act, h2d_);
+      case TaskKind::kCompute: return compute(t);
+      case TaskKind::kValueGather: return value_gather(t);
+      case TaskKind::kDelegateStore: return delegate_store(t);
+      case TaskKind::kCpuAttention: return cpu_attention(t);
+      case TaskKind::kDelegateLoad: return delegate_load(t);
+      case TaskKind::kComputePost: return compute_post(t);
+      case TaskKind::kCacheStore: return cache_store(t);
+      case TaskKind::kCacheWrite: return cache_write(t);
+      case TaskKind::kActStore:
+        return copy(plan_.activation_home == Tier::kDisk ? act_staging_[t.act_slot] : act_home_[k], 0,
+                    act_slot_[t.act_slot], 0, act, d2h_);
+      case TaskKind::kActWrite: return copy(act_home_[k], 0, act_staging_[t.act_slot], 0, act, nullptr);
+    }
+  }
+
+  std::int64_t tokens_in(const Task& t) const { return t.token == 0 ? run_->workload.prompt_len : 1; }
+  std::int64_t past_len(const Task& t) const { return t.token == 0 ? 0 : run_->workload.prompt_len + t.token - 1; }
+  bool delegated(const Task& t) const {
+    return plan_.policy.cpu_cache_compute() && t.token > 0 && plan_.cache.units_on_tier(Tier::kCpu) > 0;
+  }
+  bool sparse(const Task& t) const { return plan_.policy.attn_sparsity() < 1.0 && t.token > 0; }
+  std::int64_t kept_positions(const Task& t) const {
+    return std::max<std::int64_t>(
+        1, static_cast<std::int64_t>(std::floor(plan_.policy.attn_sparsity() * static_cast<double>(past_len(t)))));
+  }
+
+  void weight_read(const Task& t) {
+    for (const StoredTensor& st : weights_[static_cast<std::size_t>(t.layer)].tensors) {
+      if (st.plan->home == Tier::kDisk) copy(weight_staging_[t.weight_slot], st.staging_offset, st.home, 0, st.plan->bytes, nullptr);
+    }
+  }
+
+  void weight_load(const Task& t) {
+    for (const StoredTensor& st : weights_[static_cast<std::size_t>(t.layer)].tensors) {
+      if (st.plan->home == Tier::kCpu) {
+        copy(weight_slot_[t.weight_slot], st.slot_offset, st.home, 0, st.plan->bytes, h2d_);
+      } else if (st.plan->home == Tier::kDisk) {
+        copy(weight_slot_[t.weight_slot], st.slot_offset, weight_staging_[t.weight_slot], st.staging_offset,
+             st.plan->bytes, h2d_);
+      }
+    }
+  }
+
+  void cache_read(const Task& t) {
+    const std::int64_t d = plan_.cache.units_on_tier(Tier::kDisk);
+    CacheHome& home = cache_home(t.layer, t.batch);
+    for (int kv = 0; kv < 2; ++kv) {
+      copy_rows(cache_staging_[t.cache_slot][kv], d, 0, home.part[2][kv], d, 0, d, 0, past_len(t), nullptr);
+    }
+  }
+
+  void cache_load(const Task& t) {
+    const CachePlan& c = plan_.cache;
+    const std::int64_t ncpu = c.units_on_tier(Tier::kCpu), d = c.units_on_tier(Tier::kDisk);
+    CacheHome& home = cache_home(t.layer, t.batch);
+    const int kvs = sparse(t) ? 1 : 2;
+    for (int kv = 0; kv < kvs; ++kv) {
+      if (!delegated(t)) {
+        copy_rows(cache_slot_[t.cache_slot][kv], slot_units_, 0, home.part[1][kv], ncpu, 0, ncpu, 0, past_len(t), h2d_);
+      }
+      copy_rows(cache_slot_[t.cache_slot][kv], slot_units_, ncpu, cache_staging_[t.cache_slot][kv], d, 0, d, 0,
+                past_len(t), h2d_);
+    }
+  }
+
+  void cache_store(const Task& t) {
+    const CachePlan& c = plan_.cache;
+    const std::int64_t ncpu = c.units_on_tier(Tier::kCpu), d = c.units_on_tier(Tier::kDisk);
+    CacheHome& home = cache_home(t.layer, t.batch);
+    for (int kv = 0; kv < 2; ++kv) {
+      if (!delegated(t)) {
+        copy_rows(home.part[1][kv], ncpu, 0, cache_slot_[t.cache_slot][kv], slot_units_, 0, ncpu, past_len(t),
+                  tokens_in(t), d2h_);
+      }
+      copy_rows(cache_staging_[t.cache_slot][kv], d, 0, cache_slot_[t.cache_slot][kv], slot_units_, ncpu, d,
+                past_len(t), tokens_in(t), d2h_);
+    }
+  }
+
+  void cache_write(const Task& t) {
+    const std::int64_t d = plan_.cache.units_on_tier(Tier::kDisk);
+    CacheHome& home = cache_home(t.layer, t.batch);
+    for (int kv = 0; kv < 2; ++kv) {
+      copy_rows(home.part[2][kv], d, 0, cache_staging_[t.cache_slot][kv], d, 0, d, past_len(t), tokens_in(t), nullptr);
+    }
+  }
+
+  // ---- compute -------------------------------------------------------------------------------
+  __half* gpu_hidden(const Task& t) const {
+    const Buffer& b = plan_.activation_home == Tier::kGpu ? act_home_[static_cast<std::size_t>(t.batch)]
+                                                           : act_slot_[t.act_slot];
+    return reinterpret_cast<__half*>(b.ptr);
+  }
+  const std::int32_t* pad_dev(const Task& t) const { return ws_.pad_len + t.batch * plan_.policy.gpu_batch_size(); }
+
+  // The cache parts of the task's (layer, batch) as fp16 rows for the attention kernels: the GPU
+  // home (units [0, g)) and the slot (off-GPU units, without the delegated ones). With a 4-bit
+  // cache, the dequantized copies in the workspace (dequantize_cache fills them).
+  cuda::KvView cache_view(const Task& t, bool values) {
+    const CachePlan& c = plan_.cache;
+    const std::int64_t g = c.units_on_tier(Tier::kGpu), ncpu = c.units_on_tier(Tier::kCpu), hd = spec_.head_dim();
+    CacheHome& home = cache_home(t.layer, t.batch);
+    cuda::KvView view;
+    const bool q4 = plan_.policy.compress_cache();
+    const Bytes dq_half = c.capacity * (g + slot_units_) * hd;  // elements of one (key or value) dequantized copy
+    auto add = [&](const std::byte* k, const std::byte* v, std::int64_t ub, std::int64_t ue, std::int64_t stride_units,
+                   std::int64_t dq_unit0) {
+      if (ue <= ub) return;
+      cuda::KvPart& p = view.parts[view.num_parts++];
+      if (q4) {
+        p.keys = ws_.cache_dq + dq_unit0;
+        p.values = values ? ws_.cache_dq + dq_half + dq_unit0 : nullptr;
+      } else {
+        p.keys = reinterpret_cast<const __half*>(k);
+        p.values = values ? reinterpret_cast<const __half*>(v) : nullptr;
+      }
+      p.unit_begin = ub;
+      p.unit_end = ue;
+      p.position_stride = stride_units * hd;
+    };
+    // Dequantized layout: GPU part [cap, g, hd] then slot part [cap, slot_units, hd].
+    add(home.part[0][0].ptr, home.part[0][1].ptr, 0, g, g, 0);
+    const std::int64_t first_slot_unit = delegated(t) ? g + ncpu : g;
+    const Bytes skip = (first_slot_unit - g) * c.row_bytes;
+    const std::byte* sk = cache_slot_[t.cache_slot][0].ptr ? cache_slot_[t.cache_slot][0].ptr + skip : nullptr;
+    const std::byte* sv = cache_slot_[t.cache_slot][1].ptr ? cache_slot_[t.cache_slot][1].ptr + skip : nullptr;
+    add(sk, sv, first_slot_unit, c.units, slot_units_, c.capacity * g * hd + (first_slot_unit - g) * hd);
+    return view;
+  }
+
+  // 4-bit cache: dequantizes positions [0, positions) of the GPU part and the slot (keys, values
+  // or both) into the workspace copies cache_view points at.
+  void dequantize_cache(const Task& t, std::int64_t positions, bool keys, bool values) {
+    if (!plan_.policy.compress_cache()) return;
+    const CachePlan& c = plan_.cache;
+    const std::int64_t g = c.units_on_tier(Tier::kGpu), hd = spec_.head_dim();
+    const Bytes dq_half = c.capacity * (g + slot_units_) * hd;
+    CacheHome& home = cache_home(t.layer, t.batch);
+    for (int kv = 0; kv < 2; ++kv) {
+      if ((kv == 0 && !keys) || (kv == 1 && !values)) continue;
+      __half* out = ws_.cache_dq + kv * dq_half;
+      if (g > 0) cuda::dequantize_rows(home.part[0][kv].ptr, positions * g, hd, q4c_, out, compute_);
+      if (slot_units_ > 0) {
+        cuda::dequantize_rows(cache_slot_[t.cache_slot][kv].ptr, positions * slot_units_, hd, q4c_,
+                              out + c.capacity * g * hd, compute_);
+      }
+    }
+  }
+
+  void compute(const Task& t) {
+    const std::int64_t b = plan_.policy.gpu_batch_size(), T = tokens_in(t), P = past_len(t);
+    const std::int64_t h = spec_.hidden_size, nh = spec_.num_heads, hd = spec_.head_dim();
+    BatchRun& br = batches_[static_cast<std::size_t>(t.batch)];
+    __half* hidden = gpu_hidden(t);
+    prepare_weights(t);
+    if (t.layer == 0) {  // input embedding
+      const std::vector<std::int32_t>& ids = t.token == 0 ? br.prompt_ids : br.next;
+      std::copy(ids.begin(), ids.end(), ids_host_);
+      FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(ws_.ids, ids_host_, ids.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice, compute_));
+      cuda::embedding(ws_.ids, pad_dev(t), b, T, P, weight(t, kEmbedTokens), spec_.vocab_size,
+                      weight(t, kEmbedPositions), embed_position_rows(), h, hidden, compute_);
+      return;
+    }
+    if (t.layer == spec_.num_layers + 1) {  // final LayerNorm, LM head, next tokens
+      const __half* last = hidden;
+      if (T > 1) {
+        FLEXGEN_CUDA_CHECK(cudaMemcpy2DAsync(ws_.last, static_cast<std::size_t>(h * 2), hidden + (T - 1) * h,
+                                             static_cast<std::size_t>(T * h * 2), static_cast<std::size_t>(h * 2),
+                                             static_cast<std::size_t>(b), cudaMemcpyDeviceToDevice, compute_));
+        last = ws_.last;
+      }
+      cuda::layer_norm(last, weight(t, kFinalLnW), weight(t, kFinalLnB), b, h, static_cast<float>(spec_.layer_norm_eps),
+                       ws_.ln, compute_);
+      cuda::linear(cublas_, ws_.ln, b, h, weight(t, kEmbedTokens), nullptr, spec_.vocab_size, ws_.logits, {}, compute_);
+      const std::int64_t vocab = spec_.vocab_size;
+      FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(logits_host_, ws_.logits, static_cast<std::size_t>(b * vocab * 2),
+                                         cudaMemcpyDeviceToHost, compute_));
+      FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(compute_));
+      std::vector<float> row(static_cast<std::size_t>(vocab));
+      for (std::int64_t s = 0; s < b; ++s) {
+        for (std::int64_t i = 0; i < vocab; ++i) row[static_cast<std::size_t>(i)] = half_to_float(logits_host_[s * vocab + i]);
+        const std::int32_t token = sampler_->next(row, t.batch * b + s);
+        br.next[static_cast<std::size_t>(s)] = token;
+        br.generated[static_cast<std::size_t>(s)].push_back(token);
+      }
+      return;
+    }
+    // Decoder layer, first half.
+    const std::int64_t rows = b * T;
+    cuda::layer_norm(hidden, weight(t, kAttnLnW), weight(t, kAttnLnB), rows, h, static_cast<float>(spec_.layer_norm_eps),
+                     ws_.ln, compute_);
+    cuda::LinearEpilogue scaled;
+    scaled.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+    cuda::linear(cublas_, ws_.ln, rows, h, weight(t, kQw), weight(t, kQb), h, ws_.q, scaled, compute_);
+    cuda::linear(cublas_, ws_.ln, rows, h, weight(t, kKw), weight(t, kKb), h, ws_.k, {}, compute_);
+    cuda::linear(cublas_, ws_.ln, rows, h, weight(t, kVw), weight(t, kVb), h, ws_.v, {}, compute_);
+    // New cache rows (4-bit: quantized first) into the GPU home and the slot.
+    const CachePlan& c = plan_.cache;
+    const std::int64_t g = c.units_on_tier(Tier::kGpu), ncpu = c.units_on_tier(Tier::kCpu);
+    const Bytes R = c.row_bytes;
+    CacheHome& home = cache_home(t.layer, t.batch);
+    const bool deleg = delegated(t);
+    for (int kv = 0; kv < 2; ++kv) {
+      const std::byte* src = reinterpret_cast<const std::byte*>(kv == 0 ? ws_.k : ws_.v);
+      if (plan_.policy.compress_cache()) {
+        std::byte* q = ws_.new_rows + kv * (plan_.workload.prompt_len * b * nh * R);
+        cuda::quantize_rows(kv == 0 ? ws_.k : ws_.v, rows * nh, hd, q4c_, q, compute_);
+        src = q;
+      }
+      cuda::append_cache_rows(src, T, static_cast<int>(nh), R, home.part[0][kv].ptr, g, 0, g, P, compute_);
+      const std::int64_t first = deleg ? g + ncpu : g;
+      if (c.units > first) {
+        cuda::append_cache_rows(src, T, static_cast<int>(nh), R, cache_slot_[t.cache_slot][kv].ptr + (first - g) * R,
+                                slot_units_, first, c.units, P, compute_);
+      }
+    }
+    const int nhi = static_cast<int>(nh), hdi = static_cast<int>(hd);
+    if (T > 1) {
+      dequantize_cache(t, P + T, true, true);
+      const cuda::KvView view = cache_view(t, true);
+      if (T >= kGemmPrefillMinTokens) {
+        cuda::prefill_attention_gemm(cublas_, ws_.q, view, pad_dev(t), b, nhi, hdi, T, P, ws_.attn, ws_.prefill,
+                                     ws_.prefill_bytes, compute_);
+      } else {
+        cuda::prefill_attention(ws_.q, view, pad_dev(t), b, nhi, hdi, T, P, ws_.attn, compute_);
+      }
+    } else if (sparse(t)) {
+      dequantize_cache(t, P, true, false);
+      const cuda::KvView view = cache_view(t, false);
+      cuda::select_top_k(ws_.q, view, pad_dev(t), b, nhi, hdi, P, static_cast<int>(kept_positions(t)), ws_.kept, compute_);
+    } else {
+      dequantize_cache(t, P + 1, true, true);
+      const cuda::KvView view = cache_view(t, true);
+      cuda::decode_attention(ws_.q, view, pad_dev(t), b, nhi, hdi, P, ws_.attn, ws_.splits, ws_.splits_bytes, 0, compute_);
+    }
+  }
+
+  void value_gather(const Task& t) {
+    const CachePlan& c = plan_.cache;
+    const std::int64_t g = c.units_on_tier(Tier::kGpu), ncpu = c.units_on_tier(Tier::kCpu), d = c.units_on_tier(Tier::kDisk);
+    CacheHome& home = cache_home(t.layer, t.batch);
+    const int k = static_cast<int>(kept_positions(t));
+    std::byte* slot = cache_slot_[t.cache_slot][1].ptr;
+    if (!delegated(t) && ncpu > 0) {
+      cuda::gather_kept_rows(home.part[1][1].ptr, ncpu, 0, slot, slot_units_, 0, ncpu, ws_.kept, g, k, c.row_bytes, h2d_);
+      moved_[kH2D] += ncpu * k * c.row_bytes;
+    }
+    if (d > 0) {
+      cuda::gather_kept_rows(cache_staging_[t.cache_slot][1].ptr, d, 0, slot, slot_units_, ncpu, d, ws_.kept, g + ncpu, k,
+                             c.row_bytes, h2d_);
+      moved_[kH2D] += d * k * c.row_bytes;
+    }
+  }
+
+  void delegate_store(const Task&) {
+    const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
+    const Bytes hd2 = spec_.head_dim() * 2;
+    const __half* src[3] = {ws_.q, ws_.k, ws_.v};
+    for (int i = 0; i < 3; ++i) {
+      FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(delegation_[i].ptr, src[i] + g * spec_.head_dim(),
+                                         static_cast<std::size_t>(ncpu * hd2), cudaMemcpyDeviceToHost, d2h_));
+      moved_[kD2H] += ncpu * hd2;
+    }
+  }
+
+  void cpu_attention(const Task& t) {
+    BatchRun& br = batches_[static_cast<std::size_t>(t.batch)];
+    const CachePlan& c = plan_.cache;
+    const std::int64_t g = c.units_on_tier(Tier::kGpu), ncpu = c.units_on_tier(Tier::kCpu);
+    const std::int64_t nh = spec_.num_heads, hd = spec_.head_dim();
+    CacheHome& home = cache_home(t.layer, t.batch);
+    CpuAttentionBatch a;
+    a.units = ncpu;
+    a.unit0 = g;
+    a.num_heads = nh;
+    a.head_dim = hd;
+    a.past = past_len(t);
+    a.pad_len = br.pad_len;
+    a.query = reinterpret_cast<const std::uint16_t*>(delegation_[0].ptr);
+    a.new_key = reinterpret_cast<const std::uint16_t*>(delegation_[1].ptr);
+    a.new_value = reinterpret_cast<const std::uint16_t*>(delegation_[2].ptr);
+    a.keys = home.part[1][0].ptr;
+    a.values = home.part[1][1].ptr;
+    a.row_bytes = c.row_bytes;
+    a.compressed = plan_.policy.compress_cache();
+    a.kept = sparse(t) ? kept_positions(t) : 0;
+    a.out = reinterpret_cast<std::uint16_t*>(delegation_[3].ptr);
+    cpu_decode_attention_f16(a);
+  }
+
+  void delegate_load(const Task&) {
+    const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
+    const Bytes bytes = ncpu * spec_.head_dim() * 2;
+    FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(ws_.attn + g * spec_.head_dim(), delegation_[3].ptr, static_cast<std::size_t>(bytes),
+                                       cudaMemcpyHostToDevice, h2d_));
+    moved_[kH2D] += bytes;
+  }
+
+  void compute_post(const Task& t) {
+    const std::int64_t b = plan_.policy.gpu_batch_size(), T = tokens_in(t), P = past_len(t);
+    const std::int64_t h = spec_.hidden_size, f = spec_.ffn_dim;
+    if (sparse(t)) {
+      dequantize_cache(t, P + 1, false, true);
+      const cuda::KvView view = cache_view(t, true);
+      cuda::sparse_decode_attention(ws_.q, view, pad_dev(t), b, static_cast<int>(spec_.num_heads),
+                                    static_cast<int>(spec_.head_dim()), P, ws_.kept, static_cast<int>(kept_positions(t)),
+                                    ws_.attn, ws_.splits, ws_.splits_bytes, 0, compute_);
+    }
+    __half* hidden = gpu_hidden(t);
+    const std::int64_t rows = b * T;
+    cuda::LinearEpilogue add_hidden;
+    add_hidden.residual = hidden;
+    cuda::linear(cublas_, ws_.attn, rows, h, weight(t, kOw), weight(t, kOb), h, ws_.tmp, add_hidden, compute_);
+    cuda::layer_norm(ws_.tmp, weight(t, kMlpLnW), weight(t, kMlpLnB), rows, h, static_cast<float>(spec_.layer_norm_eps),
+                     ws_.ln, compute_);
+    cuda::LinearEpilogue relu;
+    relu.relu = true;
+    cuda::linear(cublas_, ws_.ln, rows, h, weight(t, kFc1w), weight(t, kFc1b), f, ws_.mlp, relu, compute_);
+    cuda::LinearEpilogue add_tmp;
+    add_tmp.residual = ws_.tmp;
+    cuda::linear(cublas_, ws_.mlp, rows, f, weight(t, kFc2w), weight(t, kFc2b), h, hidden, add_tmp, compute_);
+  }
+
+  // ---- state ---------------------------------------------------------------------------------
+  Plan plan_;
+  const ModelSpec& spec_;
+  RuntimeOptions options_;
+  MemoryPlan memory_;
+  Schedule schedule_;
+  QuantSpec q4w_, q4c_;
+  int device_ = 0;
+  Bytes free_before_ = 0;
+
+  std::unique_ptr<DiskStore> disk_;
+  Arena arena_[2];  // GPU, CPU
+  TierBytes allocated_;
+  std::atomic<Bytes> moved_[4] = {0, 0, 0, 0};
+  cudaStream_t compute_ = nullptr, h2d_ = nullptr, d2h_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+
+  std::vector<StoredLayer> weights_;
+  Buffer weight_slot_[2], weight_staging_[2];
+  std::vector<CacheHome> cache_;
+  std::int64_t slot_units_ = 0;
+  Buffer cache_slot_[2][2], cache_staging_[2][2];
+  std::vector<Buffer> act_home_;
+  Buffer act_slot_[2], act_staging_[2];
+  Buffer delegation_[4];
+  struct Workspace {
+    __half *ln = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *attn = nullptr, *tmp = nullptr, *mlp = nullptr;
+    std::byte* new_rows = nullptr;
+    __half* cache_dq = nullptr;
+    std::byte* weights_dq = nullptr;
+    __half *logits = nullptr, *last = nullptr;
+    std::int32_t *ids = nullptr, *pad_len = nullptr, *kept = nullptr;
+    float* splits = nullptr;
+    std::size_t splits_bytes = 0;
+    std::byte* prefill = nullptr;
+    std::size_t prefill_bytes = 0;
+    std::byte* cublas = nullptr;
+  } ws_;
+  std::uint16_t* logits_host_ = nullptr;
+  std::int32_t* ids_host_ = nullptr;
+
+  const Plan* run_ = &plan_;
+  const Schedule* cur_schedule_ = nullptr;
+  std::vector<BatchRun> batches_;
+  std::unique_ptr<Sampler> sampler_;
+  std::int64_t dequantized_key_ = -1;
+  std::vector<cudaEvent_t> end_, begin_;
+  std::vector<TaskTiming> host_times_;
+  Clock::time_point start_;
+};
+
+std::unique_ptr<Runtime> make_cuda_runtime(const Plan& plan, const WeightsSource& weights, const RuntimeOptions& options) {
+  return std::make_unique<CudaRuntime>(plan, weights, options);
+}
+
+}  // namespace flexgen

@@ -1,0 +1,127 @@
+#include "engine/cuda/ops/prefill_attention_gemm.cuh"
+
+#include <algorithm>
+#include <limits>
+
+#include "engine/cuda/cuda_check.cuh"
+#include "engine/cuda/ops/device_utils.cuh"
+
+namespace flexgen::cuda {
+namespace {
+
+constexpr std::size_t kPointerArrays = 6;  // A, B, C of the two GEMMs
+
+// One block per score row (unit, query).
+__global__ void masked_causal_softmax_kernel(__half* scores, std::int64_t unit_begin, int num_heads,
+                                             const std::int32_t* __restrict__ pad_len,
+                                             std::int64_t tokens, std::int64_t past) {
+  __shared__ float scratch[32];
+  const std::int64_t row = blockIdx.x;
+  const std::int64_t u = row / tokens;
+  const std::int64_t t = row % tokens;
+  const std::int64_t cols = past + tokens;
+  const std::int64_t pos = past + t;
+  const std::int64_t pad = pad_len[(unit_begin + u) / num_heads];
+  const std::int64_t lo = pos < pad ? pos : pad;
+  __half* r = scores + row * cols;
+  float mx = -INFINITY;
+  for (std::int64_t c = lo + threadIdx.x; c <= pos; c += blockDim.x) mx = fmaxf(mx, __half2float(r[c]));
+  mx = detail::block_max(mx, scratch);
+  float sum = 0.0f;
+  for (std::int64_t c = lo + threadIdx.x; c <= pos; c += blockDim.x) sum += expf(__half2float(r[c]) - mx);
+  sum = detail::block_sum(sum, scratch);
+  const float inv = 1.0f / sum;
+  for (std::int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    const bool keep = c == pos || (pos >= pad && c >= pad && c <= pos);
+    r[c] = __float2half_rn(keep ? expf(__half2float(r[c]) - mx) * inv : 0.0f);
+  }
+}
+
+// Pointers of the two GEMMs for units [begin, begin + n) of one part.
+__global__ void gemm_pointers_kernel(KvPart part, std::int64_t begin, std::int64_t n, const __half* q,
+                                     __half* out, __half* scores, int num_heads, int head_dim,
+                                     std::int64_t tokens, std::int64_t cols, const void** ptrs) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const std::int64_t u = begin + i;
+  const std::int64_t s = u / num_heads;
+  const std::int64_t head = u % num_heads;
+  const std::int64_t hidden = static_cast<std::int64_t>(num_heads) * head_dim;
+  const std::int64_t q_off = s * tokens * hidden + head * head_dim;
+  const std::int64_t kv_off = (u - part.unit_begin) * head_dim;
+  __half* score = scores + i * tokens * cols;
+  ptrs[0 * n + i] = part.keys + kv_off;    // GEMM 1: A = K
+  ptrs[1 * n + i] = q + q_off;             //         B = Q
+  ptrs[2 * n + i] = score;                 //         C = S
+  ptrs[3 * n + i] = part.values + kv_off;  // GEMM 2: A = V
+  ptrs[4 * n + i] = score;                 //         B = P
+  ptrs[5 * n + i] = out + q_off;           //         C = O
+}
+
+}  // namespace
+
+std::size_t prefill_attention_gemm_workspace_bytes(std::int64_t chunk_units, std::int64_t tokens,
+                                                   std::int64_t past) {
+  const auto scores = static_cast<std::size_t>(chunk_units * tokens * (past + tokens)) * sizeof(__half);
+  return (scores + 255) / 256 * 256 + static_cast<std::size_t>(chunk_units) * kPointerArrays * sizeof(void*);
+}
+
+void masked_causal_softmax(__half* scores, std::int64_t units, std::int64_t unit_begin, int num_heads,
+                           const std::int32_t* pad_len, std::int64_t tokens, std::int64_t past,
+                           cudaStream_t stream) {
+  const std::int64_t rows = units * tokens;
+  if (rows == 0) return;
+  const int threads = static_cast<int>(std::clamp<std::int64_t>((past + tokens + 31) / 32 * 32, 32, 256));
+  masked_causal_softmax_kernel<<<static_cast<unsigned>(rows), threads, 0, stream>>>(
+      scores, unit_begin, num_heads, pad_len, tokens, past);
+  FLEXGEN_CUDA_CHECK_LAUNCH("masked_causal_softmax_kernel",
+                            str_cat("units=", units, " tokens=", tokens, " past=", past));
+}
+
+void prefill_attention_gemm(cublasHandle_t handle, const __half* q, const KvView& kv,
+                            const std::int32_t* pad_len, std::int64_t batch, int num_heads,
+                            int head_dim, std::int64_t tokens, std::int64_t past, __half* out,
+                            void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
+  if (batch == 0 || tokens == 0) return;
+  const std::int64_t cols = past + tokens;
+  const std::size_t per_unit = prefill_attention_gemm_workspace_bytes(1, tokens, past);
+  std::int64_t chunk = static_cast<std::int64_t>(workspace_bytes / per_unit);
+  FLEXGEN_REQUIRE(chunk >= 1, "prefill attention: a workspace of ", workspace_bytes,
+                  " bytes does not hold one unit's scores (", per_unit, " bytes)");
+  FLEXGEN_REQUIRE(cols <= std::numeric_limits<int>::max() / std::max<std::int64_t>(tokens, 1),
+                  "prefill attention: ", tokens, " x ", cols, " scores overflow cuBLAS's int sizes");
+  // Keep the chunk modest so the score buffer stays in L2-friendly sizes and the pointer arrays small.
+  chunk = std::min<std::int64_t>(chunk, batch * num_heads);
+  FLEXGEN_CUBLAS_CHECK(cublasSetStream(handle, stream));
+  const float one = 1.0f, zero = 0.0f;
+  auto* bytes = static_cast<unsigned char*>(workspace);
+  for (int pi = 0; pi < kv.num_parts; ++pi) {
+    const KvPart& part = kv.parts[pi];
+    for (std::int64_t begin = part.unit_begin; begin < part.unit_end; begin += chunk) {
+      const std::int64_t n = std::min(chunk, part.unit_end - begin);
+      auto* scores = reinterpret_cast<__half*>(bytes);
+      const std::size_t score_bytes = (static_cast<std::size_t>(n * tokens * cols) * sizeof(__half) + 255) / 256 * 256;
+      auto* ptrs = reinterpret_cast<const void**>(bytes + score_bytes);
+      gemm_pointers_kernel<<<static_cast<unsigned>((n + 127) / 128), 128, 0, stream>>>(
+          part, begin, n, q, out, scores, num_heads, head_dim, tokens, cols, ptrs);
+      FLEXGEN_CUDA_CHECK_LAUNCH("gemm_pointers_kernel", str_cat("units=", n));
+      const int ld_kv = static_cast<int>(part.position_stride);
+      const int ld_q = num_heads * head_dim;
+      // S^T (cols x tokens, column-major) = K^T-op(K) * Q: scores row-major [tokens, cols].
+      FLEXGEN_CUBLAS_CHECK(cublasGemmBatchedEx(
+          handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(cols), static_cast<int>(tokens), head_dim,
+          &one, ptrs + 0 * n, CUDA_R_16F, ld_kv, ptrs + 1 * n, CUDA_R_16F, ld_q, &zero,
+          const_cast<void**>(ptrs + 2 * n), CUDA_R_16F, static_cast<int>(cols), static_cast<int>(n),
+          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      masked_causal_softmax(scores, n, begin, num_heads, pad_len, tokens, past, stream);
+      // O^T (head_dim x tokens) = V^T-layout * P^T: out row-major [tokens, head_dim] with ld hidden.
+      FLEXGEN_CUBLAS_CHECK(cublasGemmBatchedEx(
+          handle, CUBLAS_OP_N, CUBLAS_OP_N, head_dim, static_cast<int>(tokens), static_cast<int>(cols),
+          &one, ptrs + 3 * n, CUDA_R_16F, ld_kv, ptrs + 4 * n, CUDA_R_16F, static_cast<int>(cols), &zero,
+          const_cast<void**>(ptrs + 5 * n), CUDA_R_16F, ld_q, static_cast<int>(n), CUBLAS_COMPUTE_32F,
+          CUBLAS_GEMM_DEFAULT));
+    }
+  }
+}
+
+}  // namespace flexgen::cuda

@@ -1,0 +1,443 @@
+// The offloading runtime on the CUDA backend (GPU only; skipped without a device):
+//   - the HF fixture's greedy tokens, through the runtime, in fp16;
+//   - the all-GPU run against the independent float64 reference (on fp16-rounded weights);
+//   - every placement of the offloading matrix gives the tokens of the all-GPU run;
+//   - 4-bit weights, 4-bit cache, top-k sparsity and CPU delegation against the float64 reference
+//     with the same transformation;
+//   - bytes moved = the schedule's, allocation = the plan's, the device memory taken stays within
+//     --gpu-mem, budgets are refused before allocation, smaller block shapes reuse the buffers.
+#include <gtest/gtest.h>
+
+#ifdef FLEXGEN_HAVE_CUDA
+#include <array>
+#include <iostream>
+#include <map>
+#include <tuple>
+
+#include <gmock/gmock.h>
+
+#include "engine/compress/quant4.h"
+#include "engine/core/error.h"
+#include "engine/cuda/cuda_runtime.h"
+#include "engine/cuda/device_info.h"
+#include "engine/runtime/runtime.h"
+#include "support/fixture.h"
+#include "support/opt_reference.h"
+#include "support/random_opt.h"
+#include "support/test_util.h"
+
+namespace flexgen {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::TempDir;
+
+constexpr std::int64_t kGenLen = 6;
+constexpr std::int64_t kPromptLen = 7;
+
+bool have_gpu() { return !list_gpus().empty(); }
+
+// Head dim 64 so the kernels take their 16-byte paths; fp16 storage.
+const ModelSpec& spec() {
+  static const ModelSpec s = [] {
+    ModelSpec m = testing::tiny_opt_spec();
+    m.name = "tiny-opt-cuda";
+    m.hidden_size = 128;
+    m.num_heads = 2;
+    m.ffn_dim = 256;
+    m.vocab_size = 96;
+    m.max_positions = 64;
+    m.dtype = DType::kF16;
+    return m;
+  }();
+  return s;
+}
+
+OptWeights round_to_fp16(OptWeights w, const ModelSpec& s) {
+  for (const TensorSlot& slot : opt_tensor_slots(s, w)) {
+    for (float& v : slot.target->span()) v = half_to_float(float_to_half(v));
+  }
+  return w;
+}
+
+const OptWeights& weights() {
+  static const OptWeights w = round_to_fp16(testing::random_opt_weights(spec(), 4242, 0.15), spec());
+  return w;
+}
+
+std::vector<std::vector<std::int32_t>> prompts(std::int64_t count) {
+  static const std::vector<std::vector<std::int32_t>> all = [] {
+    testing::NormalRng rng(99);
+    std::vector<std::vector<std::int32_t>> out;
+    for (int len : {3, 5, 2, 7, 4, 6, 1, 5}) {
+      std::vector<std::int32_t> p = {2};
+      for (int i = 1; i < len; ++i) p.push_back(3 + rng.below(90));
+      out.push_back(p);
+    }
+    return out;
+  }();
+  std::vector<std::vector<std::int32_t>> out;
+  for (std::int64_t i = 0; i < count; ++i) out.push_back(all[static_cast<std::size_t>(i % 8)]);
+  return out;
+}
+
+struct RunSetup {
+  std::array<double, 6> percent = {100, 0, 100, 0, 100, 0};
+  std::int64_t gbs = 2, ngb = 1;
+  std::int64_t prompt_len = kPromptLen, gen_len = kGenLen;
+  ScheduleKind kind = ScheduleKind::kZigZag;
+  bool overlap = true;
+  bool compress_weight = false, compress_cache = false, delegate = false;
+  double sparsity = 1.0;
+  SamplingConfig sampling;
+};
+
+Plan plan_for(const RunSetup& s, const ModelSpec& m = spec()) {
+  PolicyConfig c;
+  c.gpu_batch_size = s.gbs;
+  c.num_gpu_batches = s.ngb;
+  c.set_percent(s.percent);
+  c.overlap = s.overlap;
+  c.compress_weight = s.compress_weight;
+  c.compress_cache = s.compress_cache;
+  c.cpu_cache_compute = s.delegate;
+  c.attn_sparsity = s.sparsity;
+  Workload w;
+  w.prompt_len = s.prompt_len;
+  w.gen_len = s.gen_len;
+  w.num_sequences = s.gbs * s.ngb;
+  return make_plan(m, w, Policy::create(c));
+}
+
+RuntimeOptions options_in(const TempDir& dir, ScheduleKind kind = ScheduleKind::kZigZag) {
+  RuntimeOptions o;
+  o.budgets[Tier::kGpu] = o.budgets[Tier::kCpu] = o.budgets[Tier::kDisk] = Bytes{1} << 40;
+  o.offload_dir = dir.path();
+  o.schedule = kind;
+  return o;
+}
+
+RunReport run(const RunSetup& s, const OptWeights& w = weights()) {
+  TempDir dir;
+  const Plan plan = plan_for(s);
+  auto runtime = make_cuda_runtime(plan, {&w, 0}, options_in(dir, s.kind));
+  RunReport r = runtime->generate(prompts(s.gbs * s.ngb), s.sampling, std::nullopt);
+  EXPECT_EQ(r.moved, runtime->schedule().total_bytes());
+  for (Tier t : kAllTiers) EXPECT_EQ(r.peak[t], r.planned[t]) << tier_name(t);
+  EXPECT_TRUE(dir.empty()) << "the offload file must never appear in the directory";
+  return r;
+}
+
+// ---- HF fixture ---------------------------------------------------------------------------------
+
+TEST(CudaRuntime, FixtureGreedyTokensMatchHf) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  const auto& ref = testing::tiny_opt_reference();
+  const auto prompts_ids = testing::json_to_ids(ref["prompt_ids"]);
+  const auto expected = testing::json_to_ids(ref["greedy_new_tokens"]);
+  ModelSpec s = ModelSpec::from_config_json(testing::tiny_opt_dir() / "config.json");
+  const OptWeights w = load_opt_weights(s, testing::tiny_opt_dir());
+  s.dtype = DType::kF16;  // the CUDA backend runs fp16
+  for (bool gpu_weights : {true, false}) {
+    PolicyConfig config;
+    config.gpu_batch_size = 2;
+    config.num_gpu_batches = 2;
+    if (!gpu_weights) config.set_percent({0, 100, 50, 50, 100, 0});
+    Workload workload;
+    workload.prompt_len = 12;
+    workload.gen_len = static_cast<std::int64_t>(expected[0].size());
+    workload.num_sequences = 4;
+    const Plan plan = make_plan(s, workload, Policy::create(config));
+    TempDir dir;
+    auto runtime = make_cuda_runtime(plan, {&w, 0}, options_in(dir));
+    const RunReport report = runtime->generate(prompts_ids, SamplingConfig{}, std::nullopt);
+    EXPECT_EQ(report.tokens, expected) << (gpu_weights ? "weights on the GPU" : "weights on the CPU");
+  }
+}
+
+// ---- all-GPU run against the float64 reference ------------------------------------------------
+
+TEST(CudaRuntime, AllGpuMatchesTheFloat64Reference) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  for (std::int64_t ngb : {1, 2, 3}) {
+    RunSetup s;
+    s.ngb = ngb;
+    const auto expected = testing::reference_greedy(spec(), weights(), prompts(2 * ngb), kGenLen);
+    EXPECT_EQ(run(s).tokens, expected) << "ngb " << ngb;
+  }
+}
+
+// Long prompts take the tensor-core prefill attention: still the reference's tokens.
+TEST(CudaRuntime, LongPromptsMatchTheFloat64Reference) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  ModelSpec m = spec();
+  RunSetup s;
+  s.prompt_len = 40;
+  s.gen_len = 4;
+  std::vector<std::vector<std::int32_t>> ps;
+  testing::NormalRng rng(7);
+  for (int len : {40, 23}) {
+    std::vector<std::int32_t> p = {2};
+    for (int i = 1; i < len; ++i) p.push_back(3 + rng.below(90));
+    ps.push_back(p);
+  }
+  const auto expected = testing::reference_greedy(m, weights(), ps, 4);
+  for (const std::array<double, 6>& percent : {std::array<double, 6>{100, 0, 100, 0, 100, 0},
+                                               std::array<double, 6>{0, 100, 50, 50, 100, 0}}) {
+    s.percent = percent;
+    TempDir dir;
+    auto runtime = make_cuda_runtime(plan_for(s), {&weights(), 0}, options_in(dir));
+    EXPECT_EQ(runtime->generate(ps, SamplingConfig{}, std::nullopt).tokens, expected);
+  }
+}
+
+// ---- the offloading matrix --------------------------------------------------------------------
+
+struct NamedPlacement {
+  const char* name;
+  double gpu, cpu;
+};
+const NamedPlacement kPlacements[] = {
+    {"gpu", 100, 0}, {"cpu", 0, 100}, {"disk", 0, 0}, {"gpu50cpu50", 50, 50}, {"cpu50disk50", 0, 50}};
+
+using MatrixParam = std::tuple<int, int, std::int64_t, bool, bool>;  // weights, cache, ngb, zig-zag, overlap
+
+const std::vector<std::vector<std::int32_t>>& all_gpu_tokens(std::int64_t ngb) {
+  static std::map<std::int64_t, std::vector<std::vector<std::int32_t>>> cache;
+  auto it = cache.find(ngb);
+  if (it == cache.end()) {
+    RunSetup s;
+    s.ngb = ngb;
+    it = cache.emplace(ngb, run(s).tokens).first;
+  }
+  return it->second;
+}
+
+class CudaOffloadMatrix : public ::testing::TestWithParam<MatrixParam> {};
+
+TEST_P(CudaOffloadMatrix, SameTokensAsAllOnGpu) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  const auto [wi, ci, ngb, zigzag, overlap] = GetParam();
+  RunSetup s;
+  s.percent = {kPlacements[wi].gpu, kPlacements[wi].cpu, kPlacements[ci].gpu, kPlacements[ci].cpu, 100, 0};
+  s.ngb = ngb;
+  s.kind = zigzag ? ScheduleKind::kZigZag : ScheduleKind::kRowByRow;
+  s.overlap = overlap;
+  const RunReport r = run(s);
+  EXPECT_EQ(r.tokens, all_gpu_tokens(ngb));
+  if (kPlacements[wi].gpu < 100 || kPlacements[ci].gpu < 100) {
+    EXPECT_GT(r.moved.h2d, 0);
+  }
+  if (kPlacements[wi].gpu + kPlacements[wi].cpu < 100) {
+    EXPECT_GT(r.moved.disk_read, 0);
+  }
+  if (kPlacements[ci].gpu + kPlacements[ci].cpu < 100) {
+    EXPECT_GT(r.moved.disk_write, 0);
+  }
+}
+
+std::string matrix_name(const ::testing::TestParamInfo<MatrixParam>& param) {
+  const int wi = std::get<0>(param.param), ci = std::get<1>(param.param);
+  return std::string("w_") + kPlacements[wi].name + "_c_" + kPlacements[ci].name + "_ngb" +
+         std::to_string(std::get<2>(param.param)) + (std::get<3>(param.param) ? "_zigzag" : "_rowbyrow") +
+         (std::get<4>(param.param) ? "_overlap" : "_serial");
+}
+
+INSTANTIATE_TEST_SUITE_P(Placements, CudaOffloadMatrix,
+                         ::testing::Combine(::testing::Range(0, 5), ::testing::Range(0, 5),
+                                            ::testing::Values<std::int64_t>(1, 3), ::testing::Bool(),
+                                            ::testing::Bool()),
+                         matrix_name);
+
+TEST(CudaRuntime, ActivationsOffTheGpuGiveTheSameTokens) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  for (double act_cpu : {100.0, 0.0}) {
+    for (std::int64_t ngb : {1, 3}) {
+      for (bool zigzag : {true, false}) {
+        RunSetup s;
+        s.percent = {0, 100, 0, 100, 0, act_cpu};
+        s.ngb = ngb;
+        s.kind = zigzag ? ScheduleKind::kZigZag : ScheduleKind::kRowByRow;
+        const RunReport r = run(s);
+        EXPECT_EQ(r.tokens, all_gpu_tokens(ngb)) << "act cpu " << act_cpu << " ngb " << ngb;
+      }
+    }
+  }
+}
+
+// ---- compression, sparsity, delegation --------------------------------------------------------
+
+TEST(CudaRuntime, CompressedWeightsMatchAReferenceOnQuantizedWeights) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  OptWeights q = weights();
+  for (const TensorSlot& slot : opt_tensor_slots(spec(), q)) {
+    if (slot.shape.size() >= 2) *slot.target = fake_quantize(*slot.target, weight_quant_spec(ScaleType::kFloat16));
+  }
+  const auto expected = testing::reference_greedy(spec(), q, prompts(4), kGenLen);
+  for (const auto& p : kPlacements) {
+    RunSetup s;
+    s.ngb = 2;
+    s.percent = {p.gpu, p.cpu, 100, 0, 100, 0};
+    s.compress_weight = true;
+    EXPECT_EQ(run(s).tokens, expected) << p.name;
+  }
+}
+
+TEST(CudaRuntime, CompressedCacheMatchesAReferenceThatQuantizesEveryCacheRow) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  testing::ReferenceOptions ref;
+  ref.kv_row_transform = [](std::vector<double>& row) {
+    // The GPU quantizes the fp16-rounded row with fp16 parameters.
+    std::vector<float> f(row.size());
+    for (std::size_t i = 0; i < row.size(); ++i) f[i] = half_to_float(float_to_half(static_cast<float>(row[i])));
+    const Tensor t({1, static_cast<std::int64_t>(row.size())}, f);
+    const Tensor q = fake_quantize(t, cache_quant_spec(ScaleType::kFloat16));
+    for (std::size_t i = 0; i < row.size(); ++i) row[i] = q[static_cast<std::int64_t>(i)];
+  };
+  const auto expected = testing::reference_greedy(spec(), weights(), prompts(4), kGenLen, ref);
+  for (const auto& p : kPlacements) {
+    RunSetup s;
+    s.ngb = 2;
+    s.percent = {100, 0, p.gpu, p.cpu, 100, 0};
+    s.compress_cache = true;
+    EXPECT_EQ(run(s).tokens, expected) << p.name;
+  }
+}
+
+TEST(CudaRuntime, SparseAttentionMatchesTheFloat64TopKReference) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  for (double sparsity : {0.5, 0.25}) {
+    testing::ReferenceOptions ref;
+    ref.attn_sparsity = sparsity;
+    const auto expected = testing::reference_greedy(spec(), weights(), prompts(4), kGenLen, ref);
+    for (const auto& p : kPlacements) {
+      RunSetup s;
+      s.ngb = 2;
+      s.percent = {100, 0, p.gpu, p.cpu, 100, 0};
+      s.sparsity = sparsity;
+      EXPECT_EQ(run(s).tokens, expected) << p.name << " sparsity " << sparsity;
+    }
+  }
+}
+
+TEST(CudaRuntime, DelegatedAttentionGivesTheTokensOfGpuAttention) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  for (const auto& p : kPlacements) {
+    if (p.cpu == 0) continue;
+    RunSetup s;
+    s.ngb = 2;
+    s.percent = {0, 100, p.gpu, p.cpu, 100, 0};
+    s.delegate = true;
+    const RunReport r = run(s);
+    EXPECT_EQ(r.tokens, all_gpu_tokens(2)) << p.name;
+    s.delegate = false;
+    EXPECT_LT(r.moved.h2d, run(s).moved.h2d) << p.name;
+  }
+  for (bool compress : {false, true}) {
+    testing::ReferenceOptions ref;
+    ref.attn_sparsity = 0.5;
+    RunSetup s;
+    s.ngb = 2;
+    s.percent = {100, 0, 0, 100, 100, 0};
+    s.delegate = true;
+    s.sparsity = 0.5;
+    s.compress_cache = compress;
+    if (compress) {
+      ref.kv_row_transform = [](std::vector<double>& row) {
+        std::vector<float> f(row.size());
+        for (std::size_t i = 0; i < row.size(); ++i) f[i] = half_to_float(float_to_half(static_cast<float>(row[i])));
+        const Tensor t({1, static_cast<std::int64_t>(row.size())}, f);
+        const Tensor q = fake_quantize(t, cache_quant_spec(ScaleType::kFloat16));
+        for (std::size_t i = 0; i < row.size(); ++i) row[i] = q[static_cast<std::int64_t>(i)];
+      };
+    }
+    EXPECT_EQ(run(s).tokens, testing::reference_greedy(spec(), weights(), prompts(4), kGenLen, ref))
+        << (compress ? "4-bit cache" : "fp16 cache");
+  }
+}
+
+TEST(CudaRuntime, SampledTokensDependOnlyOnSeedAndSequence) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  RunSetup s;
+  s.ngb = 2;
+  s.sampling.do_sample = true;
+  s.sampling.temperature = 0.8f;
+  s.sampling.seed = 5;
+  const auto base = run(s).tokens;
+  s.percent = {0, 100, 0, 100, 100, 0};
+  s.kind = ScheduleKind::kRowByRow;
+  EXPECT_EQ(run(s).tokens, base);
+}
+
+// ---- memory -----------------------------------------------------------------------------------
+
+TEST(CudaRuntime, DeviceMemoryStaysWithinTheGpuBudget) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  RunSetup s;
+  s.ngb = 2;
+  s.percent = {50, 50, 50, 50, 100, 0};
+  const Plan plan = plan_for(s);
+  TempDir dir;
+  RuntimeOptions o = options_in(dir);
+  // Measure the plan with the backend's workspace, then run with exactly that as --gpu-mem.
+  const Bytes need = make_cuda_runtime(plan, {&weights(), 0}, o)->memory_plan().total[Tier::kGpu];
+  o.budgets[Tier::kGpu] = need;
+  auto runtime = make_cuda_runtime(plan, {&weights(), 0}, o);
+  const RunReport r = runtime->generate(prompts(4), SamplingConfig{}, std::nullopt);
+  EXPECT_EQ(r.peak[Tier::kGpu], need);
+  // Device memory taken since the runtime started (cudaMemGetInfo): the arena, plus what CUDA
+  // itself takes for kernel code loaded on first use, outside any allocator.
+  EXPECT_GE(r.gpu_device_bytes, need);
+  EXPECT_LE(r.gpu_device_bytes, need + 64 * kMiB);
+  std::cout << "gpu tier " << need << " bytes, device memory taken " << r.gpu_device_bytes << " bytes\n";
+  // One byte less is refused before anything is allocated.
+  o.budgets[Tier::kGpu] = need - 1;
+  try {
+    make_cuda_runtime(plan, {&weights(), 0}, o);
+    ADD_FAILURE() << "expected a budget error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("gpu tier"));
+    EXPECT_THAT(e.what(), HasSubstr("--gpu-mem"));
+  }
+}
+
+TEST(CudaRuntime, RejectsAnFp32Plan) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  ModelSpec m = spec();
+  m.dtype = DType::kF32;
+  TempDir dir;
+  try {
+    make_cuda_runtime(plan_for(RunSetup{}, m), {&weights(), 0}, options_in(dir));
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("fp16"));
+  }
+}
+
+// ---- block shapes -----------------------------------------------------------------------------
+
+TEST(CudaRuntime, ASmallerBlockShapeReusesTheBuffersAndGivesTheSameTokens) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  RunSetup big;
+  big.ngb = 2;
+  big.percent = {0, 100, 50, 50, 0, 100};
+  big.prompt_len = 12;
+  big.gen_len = 9;
+  RunSetup small = big;
+  small.prompt_len = kPromptLen;
+  small.gen_len = 4;
+  TempDir dir;
+  auto runtime = make_cuda_runtime(plan_for(big), {&weights(), 0}, options_in(dir));
+  const auto via_big = runtime->generate(prompts(4), SamplingConfig{}, std::nullopt, {kPromptLen, 4});
+  EXPECT_EQ(via_big.tokens, run(small).tokens);
+  try {
+    runtime->generate(prompts(4), SamplingConfig{}, std::nullopt, {13, 2});
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("does not fit"));
+  }
+}
+
+}  // namespace
+}  // namespace flexgen
+#endif  // FLEXGEN_HAVE_CUDA
