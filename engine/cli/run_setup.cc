@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <filesystem>
 #include <limits>
 #include <random>
@@ -130,6 +131,23 @@ nlohmann::json report_json(const RunReport& report) {
       {"moved", link_json(report.moved)},
       {"gpu_device_bytes", report.gpu_device_bytes},
   };
+}
+
+nlohmann::json task_time_json(const RunReport& report, const Schedule& schedule) {
+  std::array<double, kNumTaskKinds> busy{};
+  std::array<std::int64_t, kNumTaskKinds> count{};
+  for (std::size_t i = 0; i < report.task_timings.size() && i < schedule.tasks.size(); ++i) {
+    const auto k = static_cast<std::size_t>(schedule.tasks[i].kind);
+    busy[k] += report.task_timings[i].end_s - report.task_timings[i].start_s;
+    ++count[k];
+  }
+  nlohmann::json j = nlohmann::json::object();
+  for (int k = 0; k < kNumTaskKinds; ++k) {
+    if (count[static_cast<std::size_t>(k)] == 0) continue;
+    j[task_kind_name(static_cast<TaskKind>(k))] = {{"tasks", count[static_cast<std::size_t>(k)]},
+                                                   {"busy_s", busy[static_cast<std::size_t>(k)]}};
+  }
+  return j;
 }
 
 }  // namespace flexgen::cli

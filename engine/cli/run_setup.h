@@ -50,5 +50,7 @@ nlohmann::json link_json(const LinkBytes& l);
 nlohmann::json tier_json(const TierBytes& t);
 // Timings, throughput, peak memory and bytes moved of a run.
 nlohmann::json report_json(const RunReport& report);
+// With task timings kept: per task kind, the number of tasks and their summed busy seconds.
+nlohmann::json task_time_json(const RunReport& report, const Schedule& schedule);
 
 }  // namespace flexgen::cli

@@ -30,6 +30,7 @@
 #include "engine/core/format.h"
 #include "engine/core/parallel.h"
 #include "engine/cuda/cuda_check.cuh"
+#include "engine/cuda/ops/argmax.cuh"
 #include "engine/cuda/ops/cache_rows.cuh"
 #include "engine/cuda/ops/decode_attention.cuh"
 #include "engine/cuda/ops/embedding.cuh"
@@ -226,6 +227,7 @@ class CudaRuntime final : public Runtime {
                     run_->workload.gen_len, " new tokens exceeds the model's ", spec_.max_positions, " positions");
     FLEXGEN_CUDA_CHECK(cudaMemcpy(ws_.pad_len, pads.data(), pads.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice));
     sampler_ = std::make_unique<Sampler>(sampling);
+    sampling_ = sampling;
     dequantized_key_ = -1;
     for (auto& c : moved_) c = 0;
 
@@ -389,6 +391,15 @@ class CudaRuntime final : public Runtime {
     return w;
   }
 
+  // Pinned host buffers of the sampler: logits [b, vocab] fp16, the next tokens [b], and the token
+  // ids of each gpu batch [batches, b, prompt_len] (one buffer per batch: the copy of one batch's
+  // ids may still be queued when the next batch's are written).
+  Bytes pinned_io_bytes() const {
+    const Bytes b = plan_.policy.gpu_batch_size();
+    return round_up(b * spec_.vocab_size * 2, kCpuAlign) + round_up(b * 4, kCpuAlign) +
+           round_up(plan_.policy.num_gpu_batches() * b * plan_.workload.prompt_len * 4, kCpuAlign);
+  }
+
   void add_workspace_and_padding() {
     const WorkspaceSizes w = workspace_sizes();
     const std::pair<const char*, Bytes> parts[] = {
@@ -407,9 +418,10 @@ class CudaRuntime final : public Runtime {
       memory_.total[Tier::kGpu] += bytes;
     }
     // Logits and token ids on their way to and from the sampler (pinned).
-    const Bytes host_io = round_up(plan_.policy.gpu_batch_size() * spec_.vocab_size * 2, kCpuAlign) +
-                          round_up(plan_.policy.gpu_batch_size() * plan_.workload.prompt_len * 4, kCpuAlign);
+    const Bytes host_io = pinned_io_bytes();
     memory_.buffers.push_back({BufferRole::kWorkspace, Tier::kCpu, host_io, "pinned logits and token ids"});
+    memory_.buffers.push_back({BufferRole::kWorkspace, Tier::kGpu, plan_.policy.gpu_batch_size() * 4, "workspace next tokens"});
+    memory_.total[Tier::kGpu] += plan_.policy.gpu_batch_size() * 4;
     memory_.total[Tier::kCpu] += host_io;
     TierBytes padding;
     for (const BufferRequest& r : memory_.buffers) {
@@ -528,11 +540,11 @@ class CudaRuntime final : public Runtime {
     ws_.kept = reinterpret_cast<std::int32_t*>(allocate(Tier::kGpu, w.kept, "workspace").ptr);
     ws_.cublas = allocate(Tier::kGpu, w.cublas, "workspace").ptr;
     const Bytes b = plan_.policy.gpu_batch_size();
-    logits_host_ = reinterpret_cast<std::uint16_t*>(
-        allocate(Tier::kCpu, round_up(b * spec_.vocab_size * 2, kCpuAlign) + round_up(b * plan_.workload.prompt_len * 4, kCpuAlign),
-                 "pinned io").ptr);
-    ids_host_ = reinterpret_cast<std::int32_t*>(reinterpret_cast<std::byte*>(logits_host_) +
-                                                round_up(b * spec_.vocab_size * 2, kCpuAlign));
+    std::byte* io = allocate(Tier::kCpu, pinned_io_bytes(), "pinned io").ptr;
+    logits_host_ = reinterpret_cast<std::uint16_t*>(io);
+    next_host_ = reinterpret_cast<std::int32_t*>(io + round_up(b * spec_.vocab_size * 2, kCpuAlign));
+    ids_host_ = reinterpret_cast<std::int32_t*>(io + round_up(b * spec_.vocab_size * 2, kCpuAlign) + round_up(b * 4, kCpuAlign));
+    ws_.next = reinterpret_cast<std::int32_t*>(allocate(Tier::kGpu, b * 4, "workspace").ptr);
     // Every byte the memory plan promised, no more (the padding entries match the arenas' rounding).
     for (Tier t : {Tier::kGpu, Tier::kCpu}) {
       Arena& a = arena_[t == Tier::kGpu ? 0 : 1];
@@ -960,8 +972,9 @@ class CudaRuntime final : public Runtime {
     prepare_weights(t);
     if (t.layer == 0) {  // input embedding
       const std::vector<std::int32_t>& ids = t.token == 0 ? br.prompt_ids : br.next;
-      std::copy(ids.begin(), ids.end(), ids_host_);
-      FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(ws_.ids, ids_host_, ids.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice, compute_));
+      std::int32_t* staged = ids_host_ + t.batch * b * plan_.workload.prompt_len;
+      std::copy(ids.begin(), ids.end(), staged);
+      FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(ws_.ids, staged, ids.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice, compute_));
       cuda::embedding(ws_.ids, pad_dev(t), b, T, P, weight(t, kEmbedTokens), spec_.vocab_size,
                       weight(t, kEmbedPositions), embed_position_rows(), h, hidden, compute_);
       return;
@@ -978,6 +991,20 @@ class CudaRuntime final : public Runtime {
                        ws_.ln, compute_);
       cuda::linear(cublas_, ws_.ln, b, h, weight(t, kEmbedTokens), nullptr, spec_.vocab_size, ws_.logits, {}, compute_);
       const std::int64_t vocab = spec_.vocab_size;
+      if (!sampling_.do_sample) {  // greedy on the GPU: only the token ids come back
+        cuda::argmax_rows(ws_.logits, b, vocab, ws_.next, compute_);
+        FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(next_host_, ws_.next, static_cast<std::size_t>(b * 4), cudaMemcpyDeviceToHost,
+                                           compute_));
+        FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(compute_));
+        for (std::int64_t s = 0; s < b; ++s) {
+          const std::int32_t token = next_host_[s];
+          FLEXGEN_REQUIRE(token >= 0, "the logits of sequence ", t.batch * b + s, " at step ", t.token,
+                          " hold a NaN (fp16 overflow in the model?)");
+          br.next[static_cast<std::size_t>(s)] = token;
+          br.generated[static_cast<std::size_t>(s)].push_back(token);
+        }
+        return;
+      }
       FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(logits_host_, ws_.logits, static_cast<std::size_t>(b * vocab * 2),
                                          cudaMemcpyDeviceToHost, compute_));
       FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(compute_));
@@ -1157,7 +1184,7 @@ class CudaRuntime final : public Runtime {
     __half* cache_dq = nullptr;
     std::byte* weights_dq = nullptr;
     __half *logits = nullptr, *last = nullptr;
-    std::int32_t *ids = nullptr, *pad_len = nullptr, *kept = nullptr;
+    std::int32_t *ids = nullptr, *pad_len = nullptr, *kept = nullptr, *next = nullptr;
     float* splits = nullptr;
     std::size_t splits_bytes = 0;
     std::byte* prefill = nullptr;
@@ -1166,11 +1193,13 @@ class CudaRuntime final : public Runtime {
   } ws_;
   std::uint16_t* logits_host_ = nullptr;
   std::int32_t* ids_host_ = nullptr;
+  std::int32_t* next_host_ = nullptr;
 
   const Plan* run_ = &plan_;
   const Schedule* cur_schedule_ = nullptr;
   std::vector<BatchRun> batches_;
   std::unique_ptr<Sampler> sampler_;
+  SamplingConfig sampling_;
   std::int64_t dequantized_key_ = -1;
   std::vector<cudaEvent_t> end_, begin_;
   std::vector<TaskTiming> host_times_;

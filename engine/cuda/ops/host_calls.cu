@@ -5,6 +5,7 @@
 
 #include "engine/core/error.h"
 #include "engine/cuda/cublas_handle.cuh"
+#include "engine/cuda/ops/argmax.cuh"
 #include "engine/cuda/cuda_check.cuh"
 #include "engine/cuda/device_buffer.cuh"
 #include "engine/cuda/ops/decode_attention.cuh"
@@ -12,6 +13,7 @@
 #include "engine/cuda/ops/layer_norm.cuh"
 #include "engine/cuda/ops/linear.cuh"
 #include "engine/cuda/cublas_handle.cuh"
+#include "engine/cuda/ops/argmax.cuh"
 #include "engine/cuda/ops/prefill_attention.cuh"
 #include "engine/cuda/ops/prefill_attention_gemm.cuh"
 #include "engine/cuda/ops/quant4.cuh"
@@ -200,6 +202,14 @@ std::vector<float> prefill_attention_gemm(std::span<const float> q, const std::v
                                past, dout.get(), workspace.get(), workspace_bytes, nullptr);
   finish();
   return download_half(dout);
+}
+
+std::vector<std::int32_t> argmax_rows(std::span<const float> x, std::int64_t rows, std::int64_t cols) {
+  auto dx = upload_half(x);
+  auto dout = poisoned<std::int32_t>(static_cast<std::size_t>(rows));
+  cuda::argmax_rows(dx.get(), rows, cols, dout.get(), nullptr);
+  finish();
+  return download(dout);
 }
 
 std::vector<float> decode_attention(std::span<const float> q, const std::vector<HostKvPart>& parts,

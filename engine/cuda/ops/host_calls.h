@@ -79,6 +79,9 @@ std::vector<float> sparse_decode_attention(std::span<const float> q,
                                            std::span<const std::int32_t> kept, int k,
                                            int num_splits);
 
+// argmax_rows on x [rows, cols] (rounded to fp16).
+std::vector<std::int32_t> argmax_rows(std::span<const float> x, std::int64_t rows, std::int64_t cols);
+
 // 4-bit: fp32 results, or the fp16 results' bit patterns.
 std::vector<float> dequantize_f32(std::span<const std::byte> in, const Shape& shape,
                                   const QuantSpec& spec);
