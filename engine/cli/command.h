@@ -18,6 +18,7 @@ struct Command {
 const std::vector<Command>& commands();
 
 int run_generate(const std::vector<std::string>& args);
+int run_batch(const std::vector<std::string>& args);
 int run_search(const std::vector<std::string>& args);
 int run_profile(const std::vector<std::string>& args);
 int run_simulate(const std::vector<std::string>& args);

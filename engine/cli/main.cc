@@ -15,6 +15,7 @@ namespace flexgen::cli {
 const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
       {"generate", "generate text with an OPT model (real weights or dummy weights)", run_generate},
+      {"batch", "completions for a file of prompts (JSONL), in blocks, resumable", run_batch},
       {"search", "find the best policy for a model on a machine (cost model + LP)", run_search},
       {"simulate", "replay the schedule on a hardware spec with the cost model (what-if)", run_simulate},
       {"profile", "measure this machine into a hardware spec (experiments/hardware/*.json)", run_profile},

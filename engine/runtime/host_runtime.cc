@@ -103,11 +103,43 @@ class HostRuntime::Impl {
   const Schedule& schedule() const { return schedule_; }
   const MemoryPlan& memory_plan() const { return memory_; }
 
+  // Points run_ and run_schedule_ at the plan (a default or equal shape) or at the plan and
+  // schedule of the smaller shape, made once per distinct shape.
+  void use_shape(const BlockShape& shape) {
+    const Workload& full = plan_.workload;
+    const std::int64_t prompt_len = shape.prompt_len == 0 ? full.prompt_len : shape.prompt_len;
+    const std::int64_t gen_len = shape.gen_len == 0 ? full.gen_len : shape.gen_len;
+    FLEXGEN_REQUIRE(prompt_len >= 1 && gen_len >= 1, "block shape: prompt_len ", prompt_len, " and gen_len ",
+                    gen_len, " must be at least 1");
+    FLEXGEN_REQUIRE(prompt_len <= full.prompt_len && prompt_len + gen_len <= full.prompt_len + full.gen_len,
+                    "block shape: prompt_len ", prompt_len, " + gen_len ", gen_len,
+                    " does not fit the runtime's plan (prompt_len ", full.prompt_len, ", prompt_len + gen_len ",
+                    full.prompt_len + full.gen_len, "); plan the runtime for the largest block");
+    if (prompt_len == full.prompt_len && gen_len == full.gen_len) {
+      run_ = &plan_;
+      run_schedule_ = &schedule_;
+      return;
+    }
+    if (!shaped_plan_ || shaped_plan_->workload.prompt_len != prompt_len || shaped_plan_->workload.gen_len != gen_len) {
+      Workload w = full;
+      w.prompt_len = prompt_len;
+      w.gen_len = gen_len;
+      shaped_plan_ = make_plan(spec_, w, plan_.policy);
+      shaped_schedule_ = make_schedule(*shaped_plan_, options_.schedule);
+      // Placement depends on the policy alone, so the buffers of the plan serve this run.
+      assert(shaped_plan_->cache.units == plan_.cache.units && shaped_plan_->cache.row_bytes == plan_.cache.row_bytes);
+      assert(shaped_plan_->cache.capacity <= plan_.cache.capacity);
+    }
+    run_ = &*shaped_plan_;
+    run_schedule_ = &shaped_schedule_;
+  }
+
   RunReport generate(const std::vector<std::vector<std::int32_t>>& prompts, const SamplingConfig& sampling,
-                     std::optional<std::int32_t> stop_token) {
+                     std::optional<std::int32_t> stop_token, const BlockShape& shape) {
+    use_shape(shape);
     const std::int64_t block = plan_.policy.block_size();
     const std::int64_t b = plan_.policy.gpu_batch_size();
-    const std::int64_t prompt_len = plan_.workload.prompt_len;
+    const std::int64_t prompt_len = run_->workload.prompt_len;
     FLEXGEN_REQUIRE(static_cast<std::int64_t>(prompts.size()) == block, "the run needs ", block,
                     " prompts (gpu batch size x gpu batches), got ", prompts.size());
     batches_.assign(static_cast<std::size_t>(plan_.policy.num_gpu_batches()), BatchRun{});
@@ -130,7 +162,8 @@ class HostRuntime::Impl {
     decoded_step_ = -1;
     for (auto& c : moved_) c = 0;
 
-    const auto timings = Executor::execute(schedule_, plan_.policy.overlap(),
+    const Schedule& schedule = *run_schedule_;
+    const auto timings = Executor::execute(schedule, plan_.policy.overlap(),
                                            [this](const Task& t, TaskId) { run_task(t); });
 
     RunReport report;
@@ -146,15 +179,15 @@ class HostRuntime::Impl {
     double prefill_end = 0, end = 0;
     for (std::size_t i = 0; i < timings.size(); ++i) {
       end = std::max(end, timings[i].end_s);
-      if (schedule_.tasks[i].token == 0) prefill_end = std::max(prefill_end, timings[i].end_s);
+      if (schedule.tasks[i].token == 0) prefill_end = std::max(prefill_end, timings[i].end_s);
     }
     report.total_s = end;
     report.prefill_s = prefill_end;
     report.decode_s = end - prefill_end;
-    report.generated_tokens = block * plan_.workload.gen_len;
+    report.generated_tokens = block * run_->workload.gen_len;
     report.throughput_tok_s = end > 0 ? static_cast<double>(report.generated_tokens) / end : 0;
     report.decode_throughput_tok_s =
-        report.decode_s > 0 ? static_cast<double>(block * (plan_.workload.gen_len - 1)) / report.decode_s : 0;
+        report.decode_s > 0 ? static_cast<double>(block * (run_->workload.gen_len - 1)) / report.decode_s : 0;
     report.peak = allocated_;
     report.planned = memory_.total;
     report.moved = {moved_[0].load(), moved_[1].load(), moved_[2].load(), moved_[3].load()};
@@ -363,9 +396,9 @@ class HostRuntime::Impl {
     }
   }
 
-  std::int64_t tokens_in(const Task& t) const { return t.token == 0 ? plan_.workload.prompt_len : 1; }
+  std::int64_t tokens_in(const Task& t) const { return t.token == 0 ? run_->workload.prompt_len : 1; }
   std::int64_t past_len(const Task& t) const {
-    return t.token == 0 ? 0 : plan_.workload.prompt_len + t.token - 1;
+    return t.token == 0 ? 0 : run_->workload.prompt_len + t.token - 1;
   }
   Bytes act_bytes(const Task& t) const { return plan_.activation_bytes(tokens_in(t)); }
   bool delegated(const Task& t) const {
@@ -748,6 +781,13 @@ class HostRuntime::Impl {
   RuntimeOptions options_;
   MemoryPlan memory_;
   Schedule schedule_;
+  // The run in progress: the plan and its schedule, or those of a smaller BlockShape (same policy,
+  // so the same weight placement, cache units and row sizes; the cache uses a prefix of each
+  // position-major buffer).
+  const Plan* run_ = nullptr;
+  const Schedule* run_schedule_ = nullptr;
+  std::optional<Plan> shaped_plan_;
+  Schedule shaped_schedule_;
   ScaleType scale_type_ = ScaleType::kFloat32;
   Bytes elem_bytes_ = 4;
 
@@ -776,8 +816,8 @@ HostRuntime::HostRuntime(const Plan& plan, const OptWeights& weights, const Runt
     : impl_(std::make_unique<Impl>(plan, weights, options)) {}
 HostRuntime::~HostRuntime() = default;
 RunReport HostRuntime::generate(const std::vector<std::vector<std::int32_t>>& prompts, const SamplingConfig& sampling,
-                                std::optional<std::int32_t> stop_token) {
-  return impl_->generate(prompts, sampling, stop_token);
+                                std::optional<std::int32_t> stop_token, const BlockShape& shape) {
+  return impl_->generate(prompts, sampling, stop_token, shape);
 }
 const Schedule& HostRuntime::schedule() const { return impl_->schedule(); }
 const MemoryPlan& HostRuntime::memory_plan() const { return impl_->memory_plan(); }

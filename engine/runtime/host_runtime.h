@@ -63,9 +63,11 @@ class HostRuntime {
 
   // Runs the block: `prompts` holds block_size prompts of at most prompt_len tokens each (left-
   // padded to prompt_len). Sampling per sequence is seeded from `sampling.seed` and the sequence's
-  // index in the block.
+  // index in the block. With a `shape` smaller than the plan's, prompt_len and gen_len are the
+  // shape's and the run follows the schedule of make_plan(spec, that workload, same policy) in the
+  // buffers of the plan; throws flexgen::Error for a shape that does not fit the plan.
   RunReport generate(const std::vector<std::vector<std::int32_t>>& prompts, const SamplingConfig& sampling,
-                     std::optional<std::int32_t> stop_token);
+                     std::optional<std::int32_t> stop_token, const BlockShape& shape = {});
 
   const Schedule& schedule() const;
   const MemoryPlan& memory_plan() const;

@@ -33,9 +33,7 @@ class HostBackend final : public Runtime {
 
   RunReport generate(const std::vector<std::vector<std::int32_t>>& prompts, const SamplingConfig& sampling,
                      std::optional<std::int32_t> stop_token, const BlockShape& shape) override {
-    FLEXGEN_REQUIRE(shape.prompt_len == 0 && shape.gen_len == 0,
-                    "the host backend runs blocks of the plan's shape only (BlockShape is not implemented yet)");
-    return runtime_.generate(prompts, sampling, stop_token);
+    return runtime_.generate(prompts, sampling, stop_token, shape);
   }
   const Schedule& schedule() const override { return runtime_.schedule(); }
   const MemoryPlan& memory_plan() const override { return runtime_.memory_plan(); }
