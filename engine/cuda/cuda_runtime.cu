@@ -145,6 +145,10 @@ class CudaRuntime final : public Runtime {
     FLEXGEN_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
     FLEXGEN_CUDA_CHECK(cudaStreamCreateWithFlags(&h2d_, cudaStreamNonBlocking));
     FLEXGEN_CUDA_CHECK(cudaStreamCreateWithFlags(&d2h_, cudaStreamNonBlocking));
+    int least = 0, greatest = 0;
+    FLEXGEN_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    FLEXGEN_CUDA_CHECK(cudaStreamCreateWithPriority(&h2d_small_, cudaStreamNonBlocking, greatest));
+    FLEXGEN_CUDA_CHECK(cudaStreamCreateWithPriority(&d2h_small_, cudaStreamNonBlocking, greatest));
     FLEXGEN_CUBLAS_CHECK(cublasCreate(&cublas_));
     std::size_t free0 = 0, total = 0;
     FLEXGEN_CUDA_CHECK(cudaMemGetInfo(&free0, &total));
@@ -164,7 +168,7 @@ class CudaRuntime final : public Runtime {
     cudaDeviceSynchronize();
     destroy_events();
     if (cublas_) cublasDestroy(cublas_);
-    for (cudaStream_t s : {compute_, h2d_, d2h_}) {
+    for (cudaStream_t s : {compute_, h2d_, d2h_, h2d_small_, d2h_small_}) {
       if (s) cudaStreamDestroy(s);
     }
   }
@@ -745,7 +749,13 @@ class CudaRuntime final : public Runtime {
     const Resource r = task_resource(kind);
     return r == Resource::kGpuCompute || r == Resource::kH2D || r == Resource::kD2H;
   }
+  // The small transfers on the critical path of a visit (delegated attention in and out, the
+  // gathered value rows) get their own high-priority streams, so that they do not queue behind
+  // the next layer's weight load on the same link: the link is one resource in the schedule, but
+  // the copy engines interleave the two streams.
   cudaStream_t stream_of(TaskKind kind) const {
+    if (kind == TaskKind::kDelegateLoad || kind == TaskKind::kValueGather) return h2d_small_;
+    if (kind == TaskKind::kDelegateStore) return d2h_small_;
     switch (task_resource(kind)) {
       case Resource::kGpuCompute: return compute_;
       case Resource::kH2D: return h2d_;
@@ -1074,12 +1084,13 @@ class CudaRuntime final : public Runtime {
     const int k = static_cast<int>(kept_positions(t));
     std::byte* slot = cache_slot_[t.cache_slot][1].ptr;
     if (!delegated(t) && ncpu > 0) {
-      cuda::gather_kept_rows(home.part[1][1].ptr, ncpu, 0, slot, slot_units_, 0, ncpu, ws_.kept, g, k, c.row_bytes, h2d_);
+      cuda::gather_kept_rows(home.part[1][1].ptr, ncpu, 0, slot, slot_units_, 0, ncpu, ws_.kept, g, k, c.row_bytes,
+                             h2d_small_);
       moved_[kH2D] += ncpu * k * c.row_bytes;
     }
     if (d > 0) {
       cuda::gather_kept_rows(cache_staging_[t.cache_slot][1].ptr, d, 0, slot, slot_units_, ncpu, d, ws_.kept, g + ncpu, k,
-                             c.row_bytes, h2d_);
+                             c.row_bytes, h2d_small_);
       moved_[kH2D] += d * k * c.row_bytes;
     }
   }
@@ -1090,7 +1101,7 @@ class CudaRuntime final : public Runtime {
     const __half* src[3] = {ws_.q, ws_.k, ws_.v};
     for (int i = 0; i < 3; ++i) {
       FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(delegation_[i].ptr, src[i] + g * spec_.head_dim(),
-                                         static_cast<std::size_t>(ncpu * hd2), cudaMemcpyDeviceToHost, d2h_));
+                                         static_cast<std::size_t>(ncpu * hd2), cudaMemcpyDeviceToHost, d2h_small_));
       moved_[kD2H] += ncpu * hd2;
     }
   }
@@ -1124,7 +1135,7 @@ class CudaRuntime final : public Runtime {
     const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
     const Bytes bytes = ncpu * spec_.head_dim() * 2;
     FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(ws_.attn + g * spec_.head_dim(), delegation_[3].ptr, static_cast<std::size_t>(bytes),
-                                       cudaMemcpyHostToDevice, h2d_));
+                                       cudaMemcpyHostToDevice, h2d_small_));
     moved_[kH2D] += bytes;
   }
 
@@ -1167,7 +1178,7 @@ class CudaRuntime final : public Runtime {
   Arena arena_[2];  // GPU, CPU
   TierBytes allocated_;
   std::atomic<Bytes> moved_[4] = {0, 0, 0, 0};
-  cudaStream_t compute_ = nullptr, h2d_ = nullptr, d2h_ = nullptr;
+  cudaStream_t compute_ = nullptr, h2d_ = nullptr, d2h_ = nullptr, h2d_small_ = nullptr, d2h_small_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
 
   std::vector<StoredLayer> weights_;
