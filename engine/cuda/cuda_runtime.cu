@@ -1134,8 +1134,9 @@ class CudaRuntime final : public Runtime {
   void delegate_load(const Task&) {
     const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
     const Bytes bytes = ncpu * spec_.head_dim() * 2;
-    FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(ws_.attn + g * spec_.head_dim(), delegation_[3].ptr, static_cast<std::size_t>(bytes),
-                                       cudaMemcpyHostToDevice, h2d_small_));
+    // Read by the SMs from mapped pinned memory: a copy-engine transfer would wait behind the next
+    // layer's weight load, and the visit's second half waits for this one.
+    cuda::sm_copy(ws_.attn + g * spec_.head_dim(), delegation_[3].ptr, static_cast<std::size_t>(bytes), h2d_small_);
     moved_[kH2D] += bytes;
   }
 

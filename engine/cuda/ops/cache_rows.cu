@@ -24,7 +24,28 @@ __global__ void gather_kept_rows_kernel(const Word* __restrict__ src, std::int64
   for (std::int64_t w = lane; w < row_words; w += 32) d[w] = s[w];
 }
 
+template <typename Word>
+__global__ void sm_copy_kernel(Word* __restrict__ dst, const Word* __restrict__ src, std::size_t words) {
+  const std::size_t step = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < words; i += step) dst[i] = src[i];
+}
+
 }  // namespace
+
+void sm_copy(void* dst, const void* src, std::size_t bytes, cudaStream_t stream) {
+  if (bytes == 0) return;
+  constexpr int kThreads = 256;
+  const bool wide = bytes % 16 == 0 && detail::aligned_to(dst, 16) && detail::aligned_to(src, 16);
+  const std::size_t words = wide ? bytes / 16 : bytes;
+  const auto blocks = static_cast<unsigned>(std::min<std::size_t>((words + kThreads - 1) / kThreads, 1024));
+  if (wide) {
+    sm_copy_kernel<uint4><<<blocks, kThreads, 0, stream>>>(static_cast<uint4*>(dst), static_cast<const uint4*>(src), words);
+  } else {
+    sm_copy_kernel<unsigned char><<<blocks, kThreads, 0, stream>>>(static_cast<unsigned char*>(dst),
+                                                                   static_cast<const unsigned char*>(src), words);
+  }
+  FLEXGEN_CUDA_CHECK_LAUNCH("sm_copy_kernel", str_cat("bytes=", bytes, wide ? " 16-byte" : " 1-byte"));
+}
 
 void append_cache_rows(const std::byte* src, std::int64_t tokens, int num_heads, std::int64_t row_bytes,
                        std::byte* part, std::int64_t part_units, std::int64_t unit_begin,

@@ -28,4 +28,9 @@ void gather_kept_rows(const std::byte* src, std::int64_t src_units, std::int64_t
                       const std::int32_t* kept, std::int64_t kept_unit0, int k, std::int64_t row_bytes,
                       cudaStream_t stream);
 
+// Copies `bytes` bytes with a kernel (the SMs load and store, 16 bytes per thread where both
+// pointers and the size allow), e.g. from mapped pinned host memory: unlike cudaMemcpyAsync it
+// does not wait for the copy engine, which may be busy with a large transfer on another stream.
+void sm_copy(void* dst, const void* src, std::size_t bytes, cudaStream_t stream);
+
 }  // namespace flexgen::cuda

@@ -11,29 +11,66 @@ namespace {
 
 constexpr std::size_t kPointerArrays = 6;  // A, B, C of the two GEMMs
 
-// One block per score row (unit, query).
-__global__ void masked_causal_softmax_kernel(__half* scores, std::int64_t unit_begin, int num_heads,
-                                             const std::int32_t* __restrict__ pad_len,
-                                             std::int64_t tokens, std::int64_t past) {
-  __shared__ float scratch[32];
-  const std::int64_t row = blockIdx.x;
+// One warp per score row (unit, query): an online max and sum over the kept keys in one pass,
+// then the probabilities written over the whole row (0 where masked). Pairs of fp16 values per lane
+// when the row length is even.
+constexpr int kSoftmaxWarps = 8;
+
+__device__ __forceinline__ void online_add(float v, float& m, float& s) {
+  if (v > m) {
+    s = s * __expf(m - v) + 1.0f;
+    m = v;
+  } else {
+    s += __expf(v - m);
+  }
+}
+
+template <bool kPairs>
+__global__ void masked_causal_softmax_kernel(__half* scores, std::int64_t rows, std::int64_t unit_begin, int num_heads,
+                                             const std::int32_t* __restrict__ pad_len, std::int64_t tokens,
+                                             std::int64_t past) {
+  const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * kSoftmaxWarps + threadIdx.x / 32;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (row >= rows) return;
   const std::int64_t u = row / tokens;
   const std::int64_t t = row % tokens;
   const std::int64_t cols = past + tokens;
   const std::int64_t pos = past + t;
   const std::int64_t pad = pad_len[(unit_begin + u) / num_heads];
-  const std::int64_t lo = pos < pad ? pos : pad;
+  const std::int64_t lo = pos < pad ? pos : pad;  // kept keys: [lo, pos] (only pos for a padding query)
   __half* r = scores + row * cols;
-  float mx = -INFINITY;
-  for (std::int64_t c = lo + threadIdx.x; c <= pos; c += blockDim.x) mx = fmaxf(mx, __half2float(r[c]));
-  mx = detail::block_max(mx, scratch);
-  float sum = 0.0f;
-  for (std::int64_t c = lo + threadIdx.x; c <= pos; c += blockDim.x) sum += expf(__half2float(r[c]) - mx);
-  sum = detail::block_sum(sum, scratch);
-  const float inv = 1.0f / sum;
-  for (std::int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+  float m = -INFINITY, s = 0.0f;
+  if constexpr (kPairs) {
+    const __half2* r2 = reinterpret_cast<const __half2*>(r);
+    for (std::int64_t c2 = lo / 2 + lane; 2 * c2 <= pos; c2 += 32) {
+      const float2 v = __half22float2(r2[c2]);
+      if (2 * c2 >= lo) online_add(v.x, m, s);
+      if (2 * c2 + 1 <= pos && 2 * c2 + 1 >= lo) online_add(v.y, m, s);
+    }
+  } else {
+    for (std::int64_t c = lo + lane; c <= pos; c += 32) online_add(__half2float(r[c]), m, s);
+  }
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const float om = __shfl_xor_sync(detail::kFullMask, m, offset);
+    const float os = __shfl_xor_sync(detail::kFullMask, s, offset);
+    const float nm = fmaxf(m, om);
+    s = (m == -INFINITY ? 0.0f : s * __expf(m - nm)) + (om == -INFINITY ? 0.0f : os * __expf(om - nm));
+    m = nm;
+  }
+  const float inv = 1.0f / s;
+  auto prob = [&](std::int64_t c, float v) {
     const bool keep = c == pos || (pos >= pad && c >= pad && c <= pos);
-    r[c] = __float2half_rn(keep ? expf(__half2float(r[c]) - mx) * inv : 0.0f);
+    return keep ? __expf(v - m) * inv : 0.0f;
+  };
+  if constexpr (kPairs) {
+    __half2* r2 = reinterpret_cast<__half2*>(r);
+    for (std::int64_t c2 = lane; 2 * c2 < cols; c2 += 32) {
+      const float2 v = __half22float2(r2[c2]);
+      r2[c2] = __floats2half2_rn(prob(2 * c2, v.x), prob(2 * c2 + 1, v.y));
+    }
+  } else {
+    for (std::int64_t c = lane; c < cols; c += 32) r[c] = __float2half_rn(prob(c, __half2float(r[c])));
   }
 }
 
@@ -71,11 +108,17 @@ void masked_causal_softmax(__half* scores, std::int64_t units, std::int64_t unit
                            cudaStream_t stream) {
   const std::int64_t rows = units * tokens;
   if (rows == 0) return;
-  const int threads = static_cast<int>(std::clamp<std::int64_t>((past + tokens + 31) / 32 * 32, 32, 256));
-  masked_causal_softmax_kernel<<<static_cast<unsigned>(rows), threads, 0, stream>>>(
-      scores, unit_begin, num_heads, pad_len, tokens, past);
+  const auto blocks = static_cast<unsigned>((rows + kSoftmaxWarps - 1) / kSoftmaxWarps);
+  const bool pairs = (past + tokens) % 2 == 0 && detail::aligned_to(scores, 4);
+  if (pairs) {
+    masked_causal_softmax_kernel<true><<<blocks, kSoftmaxWarps * 32, 0, stream>>>(scores, rows, unit_begin, num_heads,
+                                                                                 pad_len, tokens, past);
+  } else {
+    masked_causal_softmax_kernel<false><<<blocks, kSoftmaxWarps * 32, 0, stream>>>(scores, rows, unit_begin, num_heads,
+                                                                                  pad_len, tokens, past);
+  }
   FLEXGEN_CUDA_CHECK_LAUNCH("masked_causal_softmax_kernel",
-                            str_cat("units=", units, " tokens=", tokens, " past=", past));
+                            str_cat("units=", units, " tokens=", tokens, " past=", past, pairs ? " pairs" : ""));
 }
 
 void prefill_attention_gemm(cublasHandle_t handle, const __half* q, const KvView& kv,
