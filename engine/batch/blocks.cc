@@ -1,5 +1,7 @@
 #include "engine/batch/blocks.h"
 
+#include "engine/core/error.h"
+
 #include <algorithm>
 #include <cassert>
 #include <map>
@@ -44,6 +46,24 @@ PaddingStats block_padding(const PromptBlock& block, const std::vector<BatchProm
   s.prompt_positions = block_size * block.prompt_len;
   s.generation_positions = block_size * block.gen_len;
   return s;
+}
+
+void pad_to_longest(BlockPlan& plan, const std::vector<BatchPrompt>& prompts, std::int64_t max_positions) {
+  std::int64_t longest = 0, most_new = 0;
+  for (const PromptBlock& b : plan.blocks) {
+    longest = std::max(longest, b.prompt_len);
+    most_new = std::max(most_new, b.gen_len);
+  }
+  FLEXGEN_REQUIRE(longest + most_new <= max_positions, "--pad-to-longest: prompts of ", longest, " tokens plus ",
+                  most_new, " new tokens exceed the model's ", max_positions, " positions");
+  plan.padding = PaddingStats{};
+  for (PromptBlock& b : plan.blocks) {
+    b.prompt_len = longest;
+    b.gen_len = most_new;
+    plan.padding.add(block_padding(b, prompts, plan.block_size));
+  }
+  plan.max_prompt_len = longest;
+  plan.max_total_len = longest + most_new;
 }
 
 BlockPlan group_into_blocks(const std::vector<BatchPrompt>& prompts, std::int64_t block_size,

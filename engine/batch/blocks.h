@@ -54,6 +54,11 @@ struct BlockPlan {
 BlockPlan group_into_blocks(const std::vector<BatchPrompt>& prompts, std::int64_t block_size,
                             std::int64_t max_positions);
 
+// FlexGen's way, for comparison: every block padded to the longest prompt of the plan (and its
+// largest gen_len), as if all prompts had one fixed length. Recomputes the padding statistics;
+// the blocks keep their members. Refuses (flexgen::Error) when that shape exceeds max_positions.
+void pad_to_longest(BlockPlan& plan, const std::vector<BatchPrompt>& prompts, std::int64_t max_positions);
+
 // The padding of one block (its share of BlockPlan::padding).
 PaddingStats block_padding(const PromptBlock& block, const std::vector<BatchPrompt>& prompts,
                            std::int64_t block_size);

@@ -142,7 +142,7 @@ int run_batch(const std::vector<std::string>& args) {
   RunFlags flags;
   TierFlags tier_flags;
   std::string input, output;
-  bool skip_bad = false, search = false;
+  bool skip_bad = false, search = false, pad_longest = false;
   std::int64_t stop_token = -2;  // -2: the model's end token for real models, none for dummy ones
 
   po::options_description desc("Options", 100);
@@ -153,6 +153,8 @@ int run_batch(const std::vector<std::string>& args) {
       ("output", po::value(&output)->required(),
        "completions, one JSON object a line; appended to, skipping the ids it already holds")
       ("skip-bad", po::bool_switch(&skip_bad), "skip bad input lines (reported) instead of refusing the run")
+      ("pad-to-longest", po::bool_switch(&pad_longest),
+       "pad every block to the file's longest prompt (FlexGen's fixed prompt length), for comparison")
       ("search", po::bool_switch(&search),
        "choose the policy with the policy search for the largest block on --hardware")
       ("stop-token", po::value(&stop_token),
@@ -195,7 +197,8 @@ int run_batch(const std::vector<std::string>& args) {
              : policy_from_flags(flags, std::min<std::int64_t>(kDefaultGpuBatch, static_cast<std::int64_t>(prompts.size())));
   // Blocks over the whole file, done prompts included: a resumed run forms the same blocks, so
   // every prompt runs in the same company and slot as in an uninterrupted run.
-  const BlockPlan blocks = group_into_blocks(prompts, policy.block_size(), spec.max_positions);
+  BlockPlan blocks = group_into_blocks(prompts, policy.block_size(), spec.max_positions);
+  if (pad_longest) pad_to_longest(blocks, prompts, spec.max_positions);
 
   OutputFile out(output);
   std::vector<std::size_t> to_run;  // blocks with a prompt not yet in the output

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/core/error.h"
+
 namespace flexgen {
 namespace {
 
@@ -52,6 +54,25 @@ TEST(Blocks, SortedByLengthThenMaxNewTokensThenLine) {
   EXPECT_EQ(plan.padding.requested_new_tokens, 28);
   EXPECT_EQ(plan.padding.generation_positions, 42);
   EXPECT_DOUBLE_EQ(plan.padding.generation_waste(), 14.0 / 42.0);
+}
+
+TEST(Blocks, PadToLongestGivesEveryBlockTheLongestShape) {
+  std::vector<BatchPrompt> ps = {prompt(1, 5), prompt(2, 2),    prompt(3, 9), prompt(4, 2, 6),
+                                 prompt(5, 5, 2), prompt(6, 1), prompt(7, 3)};
+  BlockPlan plan = group_into_blocks(ps, 3, 128);
+  pad_to_longest(plan, ps, 128);
+  EXPECT_EQ(members(plan), (std::vector<std::vector<std::size_t>>{{5}, {1, 3, 6}, {4, 0, 2}}));
+  for (const PromptBlock& b : plan.blocks) {
+    EXPECT_EQ(b.prompt_len, 9);
+    EXPECT_EQ(b.gen_len, 6);
+  }
+  // Positions 3 blocks x 3 x 9 = 81 for 27 real tokens; generation 3 x 3 x 6 = 54 for 28 asked.
+  EXPECT_EQ(plan.padding.prompt_positions, 81);
+  EXPECT_DOUBLE_EQ(plan.padding.padding_waste(), 54.0 / 81.0);
+  EXPECT_EQ(plan.padding.generation_positions, 54);
+  EXPECT_EQ(plan.max_prompt_len, 9);
+  EXPECT_EQ(plan.max_total_len, 15);
+  EXPECT_THROW(pad_to_longest(plan, ps, 14), Error);
 }
 
 TEST(Blocks, FullClassesHaveNoPartialBlock) {
