@@ -275,6 +275,7 @@ int run_batch(const std::vector<std::string>& args) {
       sum.peak[t] = std::max(sum.peak[t], r.peak[t]);
       sum.planned[t] = std::max(sum.planned[t], r.planned[t]);
     }
+    sum.gpu_device_bytes = std::max(sum.gpu_device_bytes, r.gpu_device_bytes);
     sum.moved.h2d += r.moved.h2d;
     sum.moved.d2h += r.moved.d2h;
     sum.moved.disk_read += r.moved.disk_read;
