@@ -124,6 +124,7 @@ nlohmann::json report_json(const RunReport& report) {
       {"decode_s", report.decode_s},
       {"total_s", report.total_s},
       {"generated_tokens", report.generated_tokens},
+      {"tasks_skipped", report.tasks_skipped},
       {"throughput_tok_s", report.throughput_tok_s},
       {"decode_throughput_tok_s", report.decode_throughput_tok_s},
       {"peak_memory", tier_json(report.peak)},

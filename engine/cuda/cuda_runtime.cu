@@ -43,6 +43,7 @@
 #include "engine/generate/sampler.h"
 #include "engine/runtime/cpu_attention.h"
 #include "engine/runtime/disk_store.h"
+#include "engine/runtime/early_stop.h"
 
 namespace flexgen {
 
@@ -232,6 +233,8 @@ class CudaRuntime final : public Runtime {
     FLEXGEN_CUDA_CHECK(cudaMemcpy(ws_.pad_len, pads.data(), pads.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice));
     sampler_ = std::make_unique<Sampler>(sampling);
     sampling_ = sampling;
+    early_ = std::make_unique<EarlyStop>(plan_.policy.num_gpu_batches(), stop_token);
+    skipped_ = 0;
     dequantized_key_ = -1;
     for (auto& c : moved_) c = 0;
 
@@ -288,10 +291,15 @@ class CudaRuntime final : public Runtime {
     report.total_s = wall;
     report.prefill_s = std::min(prefill_end, wall);
     report.decode_s = wall - report.prefill_s;
-    report.generated_tokens = block * run_->workload.gen_len;
+    std::int64_t decode_tokens = 0;
+    for (std::int64_t k = 0; k < plan_.policy.num_gpu_batches(); ++k) {
+      const std::int64_t steps = early_->steps_run(k, run_->workload.gen_len);
+      report.generated_tokens += b * steps;
+      decode_tokens += b * (steps - 1);
+    }
+    report.tasks_skipped = skipped_.load();
     report.throughput_tok_s = wall > 0 ? static_cast<double>(report.generated_tokens) / wall : 0;
-    report.decode_throughput_tok_s =
-        report.decode_s > 0 ? static_cast<double>(block * (run_->workload.gen_len - 1)) / report.decode_s : 0;
+    report.decode_throughput_tok_s = report.decode_s > 0 ? static_cast<double>(decode_tokens) / report.decode_s : 0;
     report.peak = allocated_;
     report.planned = memory_.total;
     report.moved = {moved_[0].load(), moved_[1].load(), moved_[2].load(), moved_[3].load()};
@@ -804,7 +812,11 @@ class CudaRuntime final : public Runtime {
     const auto i = static_cast<std::size_t>(id);
     if (stream == nullptr) host_times_[i].start_s = seconds_since_start();
     if (stream != nullptr && !begin_.empty()) FLEXGEN_CUDA_CHECK(cudaEventRecord(begin_[i], stream));
-    dispatch(t);
+    if (early_->skip(t)) {
+      ++skipped_;  // no work; its events are still recorded, so waits on it and timings hold
+    } else {
+      dispatch(t);
+    }
     if (stream != nullptr) {
       FLEXGEN_CUDA_CHECK(cudaEventRecord(end_[i], stream));
       if (!plan_.policy.overlap()) FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -1013,6 +1025,7 @@ class CudaRuntime final : public Runtime {
           br.next[static_cast<std::size_t>(s)] = token;
           br.generated[static_cast<std::size_t>(s)].push_back(token);
         }
+        early_->observe(t.batch, t.token, br.generated);
         return;
       }
       FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(logits_host_, ws_.logits, static_cast<std::size_t>(b * vocab * 2),
@@ -1025,6 +1038,7 @@ class CudaRuntime final : public Runtime {
         br.next[static_cast<std::size_t>(s)] = token;
         br.generated[static_cast<std::size_t>(s)].push_back(token);
       }
+      early_->observe(t.batch, t.token, br.generated);
       return;
     }
     // Decoder layer, first half.
@@ -1212,6 +1226,8 @@ class CudaRuntime final : public Runtime {
   std::vector<BatchRun> batches_;
   std::unique_ptr<Sampler> sampler_;
   SamplingConfig sampling_;
+  std::unique_ptr<EarlyStop> early_;
+  std::atomic<std::int64_t> skipped_{0};
   std::int64_t dequantized_key_ = -1;
   std::vector<cudaEvent_t> end_, begin_;
   std::vector<TaskTiming> host_times_;

@@ -16,6 +16,7 @@
 #include "engine/model/host_ops.h"
 #include "engine/model/opt_layer.h"
 #include "engine/runtime/disk_store.h"
+#include "engine/runtime/early_stop.h"
 #include "engine/runtime/unit_attention.h"
 
 namespace flexgen {
@@ -159,6 +160,8 @@ class HostRuntime::Impl {
       }
     }
     sampler_ = std::make_unique<Sampler>(sampling);
+    early_ = std::make_unique<EarlyStop>(plan_.policy.num_gpu_batches(), stop_token);
+    skipped_ = 0;
     decoded_step_ = -1;
     for (auto& c : moved_) c = 0;
 
@@ -184,10 +187,15 @@ class HostRuntime::Impl {
     report.total_s = end;
     report.prefill_s = prefill_end;
     report.decode_s = end - prefill_end;
-    report.generated_tokens = block * run_->workload.gen_len;
+    std::int64_t decode_tokens = 0;
+    for (std::int64_t k = 0; k < plan_.policy.num_gpu_batches(); ++k) {
+      const std::int64_t steps = early_->steps_run(k, run_->workload.gen_len);
+      report.generated_tokens += b * steps;
+      decode_tokens += b * (steps - 1);
+    }
+    report.tasks_skipped = skipped_.load();
     report.throughput_tok_s = end > 0 ? static_cast<double>(report.generated_tokens) / end : 0;
-    report.decode_throughput_tok_s =
-        report.decode_s > 0 ? static_cast<double>(block * (run_->workload.gen_len - 1)) / report.decode_s : 0;
+    report.decode_throughput_tok_s = report.decode_s > 0 ? static_cast<double>(decode_tokens) / report.decode_s : 0;
     report.peak = allocated_;
     report.planned = memory_.total;
     report.moved = {moved_[0].load(), moved_[1].load(), moved_[2].load(), moved_[3].load()};
@@ -376,6 +384,10 @@ class HostRuntime::Impl {
 
   // ---- tasks -------------------------------------------------------------------------------
   void run_task(const Task& t) {
+    if (early_->skip(t)) {
+      ++skipped_;
+      return;
+    }
     switch (t.kind) {
       case TaskKind::kWeightRead: return weight_read(t);
       case TaskKind::kWeightLoad: return weight_load(t);
@@ -592,6 +604,7 @@ class HostRuntime::Impl {
         br.next[static_cast<std::size_t>(s)] = token;
         br.generated[static_cast<std::size_t>(s)].push_back(token);
       }
+      early_->observe(t.batch, t.token, br.generated);
       return;
     }
     // Decoder layer, first half: LayerNorm, projections, new cache rows, attention over the units
@@ -807,6 +820,8 @@ class HostRuntime::Impl {
 
   std::vector<BatchRun> batches_;
   std::unique_ptr<Sampler> sampler_;
+  std::unique_ptr<EarlyStop> early_;
+  std::atomic<std::int64_t> skipped_{0};
   OptWeights decoded_;
   std::int64_t decoded_step_ = -1;
   VisitState visit_;

@@ -42,7 +42,10 @@ struct RunReport {
   double prefill_s = 0;        // from the start to the end of the last prefill task
   double decode_s = 0;         // the rest
   double total_s = 0;
-  std::int64_t generated_tokens = 0;  // block size x gen_len (stop tokens do not shorten the work)
+  // Tokens computed: gpu batch size x the steps each batch ran (gen_len, or fewer when every
+  // sequence of a batch produced the stop token: the rest of its work is skipped, EarlyStop).
+  std::int64_t generated_tokens = 0;
+  std::int64_t tasks_skipped = 0;     // tasks skipped by the early finish
   double throughput_tok_s = 0;        // generated_tokens / total_s
   double decode_throughput_tok_s = 0; // block size x (gen_len - 1) / decode_s
   TierBytes peak;                     // bytes allocated on each tier (the peak: all up front)

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #ifdef FLEXGEN_HAVE_CUDA
+#include <algorithm>
 #include <array>
 #include <iostream>
 #include <string>
@@ -440,6 +441,35 @@ TEST(CudaRuntime, RejectsAnFp32Plan) {
     ADD_FAILURE() << "expected an error";
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("fp16"));
+  }
+}
+
+// ---- early finish ---------------------------------------------------------------------------
+
+TEST(CudaRuntime, FinishedBatchesAreSkippedAndTheTokensKept) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  for (bool zigzag : {true, false}) {
+    RunSetup s;
+    s.gbs = 1;
+    s.ngb = 2;
+    s.percent = {0, 100, 0, 100, 100, 0};
+    s.kind = zigzag ? ScheduleKind::kZigZag : ScheduleKind::kRowByRow;
+    TempDir dir;
+    auto runtime = make_cuda_runtime(plan_for(s), {&weights(), 0}, options_in(dir, s.kind));
+    const RunReport full = runtime->generate(prompts(2), SamplingConfig{}, std::nullopt);
+    const std::int32_t stop = full.tokens[0][1];
+    auto expected = full.tokens;
+    std::int64_t computed = 0;
+    for (auto& seq : expected) {
+      const auto it = std::find(seq.begin(), seq.end(), stop);
+      if (it != seq.end()) seq.erase(it + 1, seq.end());
+      computed += static_cast<std::int64_t>(seq.size());
+    }
+    const RunReport early = runtime->generate(prompts(2), SamplingConfig{}, stop);
+    EXPECT_EQ(early.tokens, expected) << (zigzag ? "zig-zag" : "row-by-row");
+    EXPECT_GT(early.tasks_skipped, 0);
+    EXPECT_EQ(early.generated_tokens, computed);
+    EXPECT_LT(early.moved.h2d, full.moved.h2d);
   }
 }
 
