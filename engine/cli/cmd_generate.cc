@@ -102,9 +102,6 @@ int run_generate(const std::vector<std::string>& args) {
   } else {
     for (std::int64_t i = 0; i < num_prompts; ++i) distinct.push_back(dummy_prompt(spec, prompt_len, flags.seed, i));
   }
-  std::vector<std::vector<std::int32_t>> block;
-  for (std::int64_t i = 0; i < policy.block_size(); ++i) block.push_back(distinct[static_cast<std::size_t>(i % num_prompts)]);
-
   Workload workload;
   workload.prompt_len = prompt_len;
   workload.gen_len = flags.gen_len;
@@ -119,7 +116,9 @@ int run_generate(const std::vector<std::string>& args) {
   }
   if (stop) workload.stop_token = *stop;
 
-  const Plan plan = make_plan(spec, workload, policy);
+  const Plan plan = make_plan(spec, workload, policy);  // refuses a run too large before the block is built
+  std::vector<std::vector<std::int32_t>> block;
+  for (std::int64_t i = 0; i < policy.block_size(); ++i) block.push_back(distinct[static_cast<std::size_t>(i % num_prompts)]);
   const std::unique_ptr<Runtime> runtime = make_runtime(backend, plan, model.source(), options);
   const RunReport report = runtime->generate(block, sampling, stop);
 

@@ -9,6 +9,7 @@
 
 #include "engine/cli/command.h"
 #include "engine/core/error.h"
+#include "engine/runtime/fault_injection.h"
 
 namespace flexgen::cli {
 
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
   for (const Command& c : commands()) {
     if (args[0] != c.name) continue;
     try {
+      flexgen::fault::arm_from_environment();  // FLEXGEN_FAULT: tests only (fault_injection.h)
       return c.run(args);
     } catch (const flexgen::Error& e) {
       std::cout.flush();

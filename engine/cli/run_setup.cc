@@ -102,6 +102,8 @@ LoadedModel load_model(const std::string& model, std::uint64_t seed, Backend bac
 
 std::vector<std::int32_t> dummy_prompt(const ModelSpec& spec, std::int64_t length, std::uint64_t seed,
                                        std::int64_t index) {
+  FLEXGEN_REQUIRE(length <= spec.max_positions, "--prompt-len ", length, " is more than the ", spec.max_positions,
+                  " positions of model ", spec.name);
   std::mt19937_64 rng(seed * 1000003u + static_cast<std::uint64_t>(index));
   std::vector<std::int32_t> ids = {static_cast<std::int32_t>(spec.bos_token_id)};
   const auto span = static_cast<std::uint64_t>(spec.vocab_size - 4);

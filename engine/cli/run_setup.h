@@ -42,7 +42,8 @@ struct LoadedModel {
 // `seed`). Refuses dummy weights the host backend cannot hold as float32.
 LoadedModel load_model(const std::string& model, std::uint64_t seed, Backend backend);
 
-// A dummy prompt: the model's start token, then seeded ids from the vocabulary.
+// A dummy prompt: the model's start token, then seeded ids from the vocabulary. Throws
+// flexgen::Error for a length beyond the model's positions (before building anything).
 std::vector<std::int32_t> dummy_prompt(const ModelSpec& spec, std::int64_t length, std::uint64_t seed,
                                        std::int64_t index);
 

@@ -26,4 +26,37 @@ std::string format_bytes(Bytes bytes) {
   return sign + text.data();
 }
 
+
+std::string printable(std::string_view text, std::size_t max_bytes) {
+  bool cut = false;
+  if (text.size() > max_bytes) {
+    std::size_t end = max_bytes;
+    // Back up over UTF-8 continuation bytes (10xxxxxx) so that no character is split.
+    while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+    text = text.substr(0, end);
+    cut = true;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size() + (cut ? 3 : 0));
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  if (cut) out += "...";
+  return out;
+}
+
 }  // namespace flexgen

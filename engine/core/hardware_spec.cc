@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/error.h"
+#include "engine/core/format.h"
 #include "engine/core/json_fields.h"
 
 namespace flexgen {
@@ -92,7 +93,7 @@ double read_rate(const nlohmann::json& json, std::string_view key, const std::st
 }  // namespace
 
 void HardwareSpec::validate() const {
-  const std::string prefix = "invalid hardware '" + name + "'";
+  const std::string prefix = "invalid hardware '" + printable(name) + "'";
   FLEXGEN_REQUIRE(!name.empty(), "invalid hardware: field 'name' must not be empty");
   for (const ByteField& field : kByteFields) {
     FLEXGEN_REQUIRE(this->*field.member > 0, prefix, ": field '", field.key,

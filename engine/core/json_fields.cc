@@ -59,7 +59,7 @@ nlohmann::json parse_json_text(std::string_view text, const std::string& origin)
   nlohmann::json result;
   try {
     result = nlohmann::json::parse(text.begin(), text.end(), callback);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for huge numbers
     std::string message = e.what();
     if (const auto close = message.find("] ");
         message.rfind("[json.exception", 0) == 0 && close != std::string::npos) {

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/error.h"
+#include "engine/core/format.h"
 #include "engine/core/json_fields.h"
 
 namespace flexgen {
@@ -168,7 +169,7 @@ ModelSpec ModelSpec::from_name(const std::string& name) {
         "post-LayerNorm); known models: ",
         known_names_list());
   }
-  fail("unknown model '", name, "'; known models: ", known_names_list());
+  fail("unknown model '", printable(name), "'; known models: ", known_names_list());
 }
 
 std::vector<std::string> ModelSpec::known_names() {

@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/error.h"
+#include "engine/core/format.h"
+#include "engine/core/json_fields.h"
 
 namespace flexgen {
 namespace {
@@ -39,7 +41,7 @@ std::uint64_t json_u64(const json& value, const std::filesystem::path& path, con
     const auto v = value.get<std::int64_t>();
     if (v >= 0) return static_cast<std::uint64_t>(v);
   }
-  fail(path.string(), ": ", what, " must be a non-negative integer, got ", value.dump());
+  fail(path.string(), ": ", what, " must be a non-negative integer, got ", json_preview(value));
 }
 
 std::uint16_t load_u16_le(const unsigned char* p) {
@@ -66,7 +68,7 @@ void store_u64_le(std::uint64_t v, unsigned char* p) {
 
 SafetensorsEntry parse_entry(const std::string& name, const json& value,
                              const std::filesystem::path& path) {
-  const std::string where = "tensor " + name;
+  const std::string where = "tensor " + printable(name);
   FLEXGEN_REQUIRE(value.is_object(), path.string(), ": ", where, ": header entry must be an object");
   SafetensorsEntry entry;
 
@@ -75,7 +77,7 @@ SafetensorsEntry parse_entry(const std::string& name, const json& value,
   FLEXGEN_REQUIRE(dtype->is_string(), path.string(), ": ", where, ": \"dtype\" must be a string");
   entry.dtype = dtype->get<std::string>();
   const std::uint64_t element_size = safetensors_dtype_size(entry.dtype);
-  FLEXGEN_REQUIRE(element_size != 0, path.string(), ": ", where, ": unknown dtype \"", entry.dtype,
+  FLEXGEN_REQUIRE(element_size != 0, path.string(), ": ", where, ": unknown dtype \"", printable(entry.dtype),
                   "\"");
 
   const auto shape = value.find("shape");
@@ -87,12 +89,12 @@ SafetensorsEntry parse_entry(const std::string& name, const json& value,
     FLEXGEN_REQUIRE(dim <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()),
                     path.string(), ": ", where, ": shape dimension ", dim, " is too large");
     FLEXGEN_REQUIRE(checked_mul(numel, dim, &numel), path.string(), ": ", where, ": shape ",
-                    shape->dump(), " overflows the element count");
+                    json_preview(*shape), " overflows the element count");
     entry.shape.push_back(static_cast<std::int64_t>(dim));
   }
   std::uint64_t byte_size = 0;
   FLEXGEN_REQUIRE(checked_mul(numel, element_size, &byte_size), path.string(), ": ", where,
-                  ": shape ", shape->dump(), " overflows the byte count");
+                  ": shape ", json_preview(*shape), " overflows the byte count");
 
   const auto offsets = value.find("data_offsets");
   FLEXGEN_REQUIRE(offsets != value.end(), path.string(), ": ", where, ": missing \"data_offsets\"");
@@ -192,14 +194,14 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
       if (name == "__metadata__") {
         FLEXGEN_REQUIRE(value.is_object(), where, ": __metadata__ must be an object of strings");
         for (const auto& [key, text] : value.items()) {
-          FLEXGEN_REQUIRE(text.is_string(), where, ": __metadata__ value for \"", key,
+          FLEXGEN_REQUIRE(text.is_string(), where, ": __metadata__ value for \"", printable(key),
                           "\" must be a string");
           metadata_[key] = text.get<std::string>();
         }
         continue;
       }
       SafetensorsEntry entry = parse_entry(name, value, path);
-      FLEXGEN_REQUIRE(entry.end <= data_size, where, ": tensor ", name, ": data_offsets [",
+      FLEXGEN_REQUIRE(entry.end <= data_size, where, ": tensor ", printable(name), ": data_offsets [",
                       entry.begin, ", ", entry.end, "] run past the data section (", data_size,
                       " bytes)");
       entries_.emplace(name, std::move(entry));
@@ -213,8 +215,8 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
     std::sort(by_begin.begin(), by_begin.end());
     for (std::size_t i = 1; i < by_begin.size(); ++i) {
       const SafetensorsEntry& prev = entries_.at(*by_begin[i - 1].second);
-      FLEXGEN_REQUIRE(prev.end <= by_begin[i].first, where, ": tensors ", *by_begin[i - 1].second,
-                      " and ", *by_begin[i].second, " overlap in the data section");
+      FLEXGEN_REQUIRE(prev.end <= by_begin[i].first, where, ": tensors ", printable(*by_begin[i - 1].second),
+                      " and ", printable(*by_begin[i].second), " overlap in the data section");
     }
   } catch (...) {
     ::close(fd_);
@@ -250,7 +252,7 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& other) noexcept {
 
 const SafetensorsEntry& SafetensorsFile::entry(const std::string& name) const {
   const auto it = entries_.find(name);
-  FLEXGEN_REQUIRE(it != entries_.end(), path_.string(), ": no tensor ", name);
+  FLEXGEN_REQUIRE(it != entries_.end(), path_.string(), ": no tensor ", printable(name));
   return it->second;
 }
 
@@ -264,7 +266,7 @@ std::vector<std::string> SafetensorsFile::names() const {
 void SafetensorsFile::require_float(const std::string& name) const {
   const SafetensorsEntry& e = entry(name);
   FLEXGEN_REQUIRE(e.dtype == "F32" || e.dtype == "F16" || e.dtype == "BF16", path_.string(),
-                  ": tensor ", name, " has dtype ", e.dtype, ", expected F32, F16 or BF16");
+                  ": tensor ", printable(name), " has dtype ", printable(e.dtype), ", expected F32, F16 or BF16");
 }
 
 void SafetensorsFile::read_exact(std::uint64_t offset, void* out, std::uint64_t size,
@@ -272,7 +274,7 @@ void SafetensorsFile::read_exact(std::uint64_t offset, void* out, std::uint64_t 
   assert(fd_ >= 0);
   auto* p = static_cast<unsigned char*>(out);
   const std::uint64_t total = size;
-  const std::string what = name.empty() ? std::string() : " tensor " + name + ":";
+  const std::string what = name.empty() ? std::string() : " tensor " + printable(name) + ":";
   while (size > 0) {
     const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(size, std::uint64_t{1} << 30));
     const ssize_t n = ::pread(fd_, p, want, static_cast<off_t>(offset));

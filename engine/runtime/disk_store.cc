@@ -20,70 +20,15 @@
 
 #include "engine/core/error.h"
 #include "engine/core/format.h"
+#include "engine/runtime/fault_injection.h"
 #include "engine/runtime/io_pool.h"
 
 namespace flexgen {
 
-// ---- test-only fault injection ----------------------------------------------------------------
-namespace disk_store_testing {
 namespace {
 
-std::atomic<FailureKind> g_kind{FailureKind::kNone};
-std::atomic<long> g_after{0};
-std::atomic<int> g_errno{0};
-std::atomic<long> g_count{0};
-
-enum class Call { kWrite, kRead, kEnableDirect, kTmpfileOpen, kPreallocate };
-
-Call call_of(FailureKind kind) {
-  switch (kind) {
-    case FailureKind::kWriteError:
-    case FailureKind::kShortWrite:
-    case FailureKind::kStalledWrite: return Call::kWrite;
-    case FailureKind::kReadError:
-    case FailureKind::kShortRead: return Call::kRead;
-    case FailureKind::kEnableDirect: return Call::kEnableDirect;
-    case FailureKind::kTmpfileOpen: return Call::kTmpfileOpen;
-    case FailureKind::kPreallocate:
-    case FailureKind::kNone: break;
-  }
-  return Call::kPreallocate;
-}
-
-}  // namespace
-
-void inject_failure(FailureKind kind, int after_n_ops, int errno_value) {
-  g_kind.store(FailureKind::kNone, std::memory_order_release);
-  g_after.store(after_n_ops);
-  g_errno.store(errno_value);
-  g_count.store(0);
-  g_kind.store(kind, std::memory_order_release);
-}
-
-void clear_failures() { g_kind.store(FailureKind::kNone, std::memory_order_release); }
-
-namespace {
-
-// The failure that strikes this call of `call`, or kNone; sets errno for error kinds.
-FailureKind strike(Call call) {
-  const FailureKind kind = g_kind.load(std::memory_order_acquire);
-  if (kind == FailureKind::kNone || call_of(kind) != call) return FailureKind::kNone;
-  const long n = g_count.fetch_add(1);
-  const long after = g_after.load();
-  if (n == after || (kind == FailureKind::kStalledWrite && n > after)) {
-    errno = g_errno.load();
-    return kind;
-  }
-  return FailureKind::kNone;
-}
-
-}  // namespace
-}  // namespace disk_store_testing
-
-namespace {
-
-using disk_store_testing::FailureKind;
-using Call = disk_store_testing::Call;
+using fault::Effect;
+using fault::Point;
 
 std::string errno_text(int error) { return std::generic_category().message(error); }
 
@@ -101,20 +46,21 @@ std::size_t shortened(std::size_t n, bool direct) {
 }
 
 ssize_t sys_pwrite(int fd, const char* src, std::size_t n, Bytes offset, bool direct) {
-  switch (disk_store_testing::strike(Call::kWrite)) {
-    case FailureKind::kWriteError: return -1;
-    case FailureKind::kStalledWrite: return 0;
-    case FailureKind::kShortWrite: n = shortened(n, direct); break;
-    default: break;
+  switch (fault::strike(Point::kDiskWrite)) {
+    case Effect::kFail: return -1;
+    case Effect::kStall: return 0;
+    case Effect::kShort: n = shortened(n, direct); break;
+    case Effect::kNone: break;
   }
   return ::pwrite(fd, src, n, static_cast<off_t>(offset));
 }
 
 ssize_t sys_pread(int fd, char* dst, std::size_t n, Bytes offset, bool direct) {
-  switch (disk_store_testing::strike(Call::kRead)) {
-    case FailureKind::kReadError: return -1;
-    case FailureKind::kShortRead: n = shortened(n, direct); break;
-    default: break;
+  switch (fault::strike(Point::kDiskRead)) {
+    case Effect::kFail: return -1;
+    case Effect::kShort: n = shortened(n, direct); break;
+    case Effect::kStall:
+    case Effect::kNone: break;
   }
   return ::pread(fd, dst, n, static_cast<off_t>(offset));
 }
@@ -149,7 +95,7 @@ void prepare_directory(const std::filesystem::path& dir) {
 // Opens a file with no directory entry in `dir`: O_TMPFILE, else a unique name unlinked at once.
 int open_unnamed(const std::filesystem::path& dir, const std::string& name) {
   int fd = -1;
-  if (disk_store_testing::strike(Call::kTmpfileOpen) == FailureKind::kNone) {
+  if (fault::strike(Point::kDiskOpenTmpfile) == Effect::kNone) {
     fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   }
   if (fd >= 0) return fd;
@@ -168,7 +114,7 @@ int open_unnamed(const std::filesystem::path& dir, const std::string& name) {
 
 // Switches the descriptor to O_DIRECT; false when the file system refuses it.
 bool enable_direct(int fd) {
-  if (disk_store_testing::strike(Call::kEnableDirect) != FailureKind::kNone) return false;
+  if (fault::strike(Point::kDiskEnableDirect) != Effect::kNone) return false;
   const int flags = ::fcntl(fd, F_GETFL);
   return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_DIRECT) == 0;
 }
@@ -278,12 +224,13 @@ void DiskStore::reserve(Bytes total) {
   const Bytes free_bytes = static_cast<Bytes>(fs.f_bavail) * static_cast<Bytes>(fs.f_frsize);
   if (needed > free_bytes) {
     fail("disk tier: offload dir ", directory_.string(), " has ", format_bytes(free_bytes),
-         " free, the plan needs ", format_bytes(needed));
+         " free, the plan needs ", format_bytes(needed),
+         "; free space there, choose another --offload-dir, or keep more in memory (--percent)");
   }
   if (needed == 0 && total <= file_size_) return;
 
   int result = 0;
-  if (disk_store_testing::strike(Call::kPreallocate) != FailureKind::kNone) {
+  if (fault::strike(Point::kDiskPreallocate) != Effect::kNone) {
     result = -1;
   } else {
     result = ::fallocate(fd_, 0, 0, static_cast<off_t>(total));
@@ -318,6 +265,10 @@ DiskRegion DiskStore::allocate(Bytes size, std::string label) {
                 format_bytes(used_), " already in use")));
   }
   if (region.capacity == 0) return region;
+  if (fault::strike(Point::kDiskAllocate) == Effect::kFail) {
+    fail("disk tier: cannot allocate ", format_bytes(region.capacity), " for region '", region.label,
+         "' in offload file ", file_name_, ": ", errno_text(errno));
+  }
 
   // First fit over released extents, else at the end.
   auto fit = std::find_if(free_.begin(), free_.end(),

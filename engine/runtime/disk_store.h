@@ -22,6 +22,9 @@
 // ranges may run concurrently, even when they share a 4 KiB block; overlapping writes, or a read
 // overlapping a write, must be ordered by the caller. The caller's buffer must stay valid until the
 // operation's future is ready; the future becomes ready only after every chunk has finished.
+//
+// Fault injection (tests only, engine/runtime/fault_injection.h): the disk_write, disk_read,
+// disk_open_tmpfile, disk_enable_direct, disk_preallocate and disk_allocate points.
 #include <cstddef>
 #include <filesystem>
 #include <future>
@@ -130,27 +133,5 @@ class DiskStore {
   std::vector<std::unique_ptr<char, AlignedFree>> staging_;  // one per worker, made on first use
   std::unique_ptr<IoPool> pool_;  // last: its workers use everything above
 };
-
-// Test-only fault injection: compiled in, inert until armed. One failure is armed at a time,
-// process-wide; the counters are atomics, so the hook is safe with the I/O threads.
-namespace disk_store_testing {
-
-enum class FailureKind {
-  kNone,
-  kWriteError,     // the n-th pwrite fails with errno_value
-  kShortWrite,     // the n-th pwrite writes only half its bytes (the loop must retry)
-  kStalledWrite,   // the n-th and every later pwrite returns 0 bytes written (a full disk)
-  kReadError,      // the n-th pread fails with errno_value
-  kShortRead,      // the n-th pread reads only half its bytes (the loop must retry)
-  kEnableDirect,   // enabling O_DIRECT fails with errno_value (counts enable attempts)
-  kTmpfileOpen,    // opening with O_TMPFILE fails with errno_value (counts attempts)
-  kPreallocate,    // fallocate fails with errno_value (counts calls)
-};
-
-// Arms `kind` to strike at operation number `after_n_ops` (0: the next one) of its syscall.
-void inject_failure(FailureKind kind, int after_n_ops, int errno_value = 0);
-void clear_failures();
-
-}  // namespace disk_store_testing
 
 }  // namespace flexgen

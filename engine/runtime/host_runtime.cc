@@ -17,6 +17,7 @@
 #include "engine/model/opt_layer.h"
 #include "engine/runtime/disk_store.h"
 #include "engine/runtime/early_stop.h"
+#include "engine/runtime/fault_injection.h"
 #include "engine/runtime/unit_attention.h"
 
 namespace flexgen {
@@ -214,7 +215,8 @@ class HostRuntime::Impl {
       buf.region = disk_->allocate(bytes, label);
     } else {
       const std::size_t rounded = static_cast<std::size_t>((bytes + 4095) / 4096 * 4096);
-      void* p = std::aligned_alloc(4096, rounded);
+      const fault::Point point = tier == Tier::kGpu ? fault::Point::kAllocGpu : fault::Point::kAllocCpu;
+      void* p = fault::strike(point) == fault::Effect::kFail ? nullptr : std::aligned_alloc(4096, rounded);
       if (!p) fail("out of host memory allocating ", bytes, " bytes for ", label, " on the ", tier_name(tier), " tier");
       owned_.emplace_back(static_cast<std::byte*>(p));
       buf.host = static_cast<std::byte*>(p);

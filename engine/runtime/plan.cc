@@ -6,6 +6,7 @@
 #include "engine/compress/quant4.h"
 #include "engine/core/error.h"
 #include "engine/model/opt_weights.h"
+#include "engine/runtime/run_limits.h"
 
 namespace flexgen {
 
@@ -66,9 +67,12 @@ Plan make_plan(const ModelSpec& spec, const Workload& workload, const Policy& po
   FLEXGEN_REQUIRE(workload.num_sequences == policy.block_size(), "invalid run: ",
                   workload.num_sequences, " sequences do not fill a block of gpu batch size ",
                   policy.gpu_batch_size(), " x ", policy.num_gpu_batches(), " batches");
-  FLEXGEN_REQUIRE(workload.prompt_len + workload.gen_len <= spec.max_positions, "invalid run: prompt ",
+  FLEXGEN_REQUIRE(workload.prompt_len <= spec.max_positions, "invalid run: the prompt has ", workload.prompt_len,
+                  " tokens, more than the ", spec.max_positions, " positions of model ", spec.name);
+  FLEXGEN_REQUIRE(workload.gen_len <= spec.max_positions - workload.prompt_len, "invalid run: prompt ",
                   workload.prompt_len, " + generation ", workload.gen_len, " tokens exceed the model's ",
                   spec.max_positions, " positions");
+  check_run_limits(spec, workload, policy);
   const Placement& act = policy.activations();
   Tier act_home;
   if (act.gpu_percent == 100.0) {

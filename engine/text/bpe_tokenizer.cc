@@ -9,6 +9,8 @@
 #include <unordered_set>
 
 #include "engine/core/error.h"
+#include "engine/core/format.h"
+#include "engine/core/json_fields.h"
 #include "engine/text/byte_level.h"
 #include "engine/text/gpt2_pretokenizer.h"
 #include "engine/text/utf8.h"
@@ -124,7 +126,7 @@ void BpeTokenizer::read_vocab(const std::filesystem::path& path) {
   FLEXGEN_REQUIRE(json.is_object(), "BpeTokenizer: vocab file '", name,
                   "' must be a JSON object of token -> id, not a ", json.type_name());
   FLEXGEN_REQUIRE(duplicate.empty(), "BpeTokenizer: vocab file '", name, "' lists token \"",
-                  duplicate, "\" twice");
+                  printable(duplicate), "\" twice");
   const std::size_t n = json.size();
   FLEXGEN_REQUIRE(n > 0, "BpeTokenizer: vocab file '", name, "' is empty");
   FLEXGEN_REQUIRE(n <= static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()),
@@ -134,17 +136,17 @@ void BpeTokenizer::read_vocab(const std::filesystem::path& path) {
   token_to_id_.reserve(n);
   for (const auto& [token, value] : json.items()) {
     FLEXGEN_REQUIRE(value.is_number_integer(), "BpeTokenizer: vocab file '", name, "': token \"",
-                    token, "\" has id ", value.dump(), ", expected an integer");
+                    printable(token), "\" has id ", json_preview(value), ", expected an integer");
     const bool negative = value.is_number_unsigned() ? false : value.get<std::int64_t>() < 0;
-    FLEXGEN_REQUIRE(!negative, "BpeTokenizer: vocab file '", name, "': token \"", token,
-                    "\" has negative id ", value.dump());
+    FLEXGEN_REQUIRE(!negative, "BpeTokenizer: vocab file '", name, "': token \"", printable(token),
+                    "\" has negative id ", json_preview(value));
     const std::uint64_t id = value.is_number_unsigned()
                                  ? value.get<std::uint64_t>()
                                  : static_cast<std::uint64_t>(value.get<std::int64_t>());
-    FLEXGEN_REQUIRE(id < n, "BpeTokenizer: vocab file '", name, "': token \"", token, "\" has id ",
+    FLEXGEN_REQUIRE(id < n, "BpeTokenizer: vocab file '", name, "': token \"", printable(token), "\" has id ",
                     id, ", out of range for ", n, " tokens (ids must be 0..", n - 1, ")");
     FLEXGEN_REQUIRE(!assigned[id], "BpeTokenizer: vocab file '", name, "': id ", id,
-                    " is used by both \"", id_to_token_[id], "\" and \"", token, "\"");
+                    " is used by both \"", printable(id_to_token_[id]), "\" and \"", printable(token), "\"");
     assigned[id] = true;
     id_to_token_[id] = token;
     token_to_id_.emplace(token, static_cast<std::int32_t>(id));
@@ -177,7 +179,7 @@ void BpeTokenizer::read_merges(const std::filesystem::path& path) {
                              space + 1 < line.size() &&
                              line.find(' ', space + 1) == std::string_view::npos;
     FLEXGEN_REQUIRE(two_symbols, "BpeTokenizer: merges file '", name, "' line ", line_number,
-                    ": expected two symbols separated by one space, got \"", line, "\"");
+                    ": expected two symbols separated by one space, got \"", printable(line), "\"");
     FLEXGEN_REQUIRE(rank < std::numeric_limits<std::uint32_t>::max(), "BpeTokenizer: merges file '",
                     name, "' has too many merges");
     const std::string left(line.substr(0, space));
@@ -251,9 +253,8 @@ void BpeTokenizer::encode_piece(std::string_view piece, Workspace& ws,
   const auto vocab = static_cast<std::int32_t>(id_to_token_.size());
   for (std::int32_t i = n > 0 ? 0 : -1; i >= 0; i = nodes[static_cast<std::size_t>(i)].next) {
     const std::int32_t symbol = nodes[static_cast<std::size_t>(i)].symbol;
-    FLEXGEN_REQUIRE(symbol < vocab, "BpeTokenizer: symbol \"", symbols_[static_cast<std::size_t>(symbol)],
-                    "\" (from text piece \"", piece.substr(0, 32),
-                    piece.size() > 32 ? "..." : "", "\") is not in vocab file '",
+    FLEXGEN_REQUIRE(symbol < vocab, "BpeTokenizer: symbol \"", printable(symbols_[static_cast<std::size_t>(symbol)]),
+                    "\" (from text piece \"", printable(piece, 32), "\") is not in vocab file '",
                     vocab_path_.string(), "'");
     out.push_back(symbol);
   }
@@ -267,7 +268,7 @@ std::string BpeTokenizer::decode(const std::vector<std::int32_t>& ids, bool skip
     const auto index = static_cast<std::size_t>(id);
     if (skip_special && special_[index]) continue;
     FLEXGEN_REQUIRE(id_decodable_[index], "BpeTokenizer::decode: token ", id, " \"",
-                    id_to_token_[index], "\" has a character that is not a byte-level symbol");
+                    printable(id_to_token_[index]), "\" has a character that is not a byte-level symbol");
     text += id_to_bytes_[index];
   }
   return text;

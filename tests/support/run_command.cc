@@ -33,13 +33,15 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-CommandResult run_flexgen(const std::string& args) {
+namespace {
+
+CommandResult run_shell(const std::string& prefix, const std::string& args) {
   static int counter = 0;
   const auto dir = std::filesystem::temp_directory_path() /
                    ("flexgen-cli-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
   std::filesystem::create_directories(dir);
-  const std::string cmd = std::string(FLEXGEN_CLI_PATH) + " " + args + " >" + (dir / "out").string() + " 2>" +
-                          (dir / "err").string() + " </dev/null";
+  const std::string cmd = prefix + std::string(FLEXGEN_CLI_PATH) + " " + args + " >" + (dir / "out").string() +
+                          " 2>" + (dir / "err").string() + " </dev/null";
   const int status = std::system(cmd.c_str());
   CommandResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
@@ -47,6 +49,14 @@ CommandResult run_flexgen(const std::string& args) {
   r.err = slurp(dir / "err");
   std::filesystem::remove_all(dir);
   return r;
+}
+
+}  // namespace
+
+CommandResult run_flexgen(const std::string& args) { return run_shell("", args); }
+
+CommandResult run_flexgen_env(const std::string& env, const std::string& args, int timeout_s) {
+  return run_shell("env " + env + " timeout " + std::to_string(timeout_s) + " ", args);
 }
 
 }  // namespace flexgen::testing

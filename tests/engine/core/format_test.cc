@@ -1,5 +1,7 @@
 #include "engine/core/format.h"
 
+#include <string>
+
 #include <gtest/gtest.h>
 
 namespace flexgen {
@@ -28,6 +30,17 @@ TEST(FormatBytes, RoundingThatReaches1024MovesUpAUnit) {
 TEST(FormatBytes, NegativeCounts) {
   EXPECT_EQ(format_bytes(-1536), "-1.5 KiB");
   EXPECT_EQ(format_bytes(-7), "-7 B");
+}
+
+TEST(Printable, EscapesControlCharactersAndCutsAtACharacterBoundary) {
+  EXPECT_EQ(printable("plain text"), "plain text");
+  EXPECT_EQ(printable("a\nb\rc\td"), "a\\nb\\rc\\td");
+  EXPECT_EQ(printable(std::string("x\0y\x1b\x7fz", 6)), "x\\x00y\\x1b\\x7fz");
+  EXPECT_EQ(printable("abcdef", 4), "abcd...");
+  // "h\xc3\xa9llo": cutting after 2 bytes would split the two-byte e-acute; the cut backs up.
+  EXPECT_EQ(printable("h\xc3\xa9llo", 2), "h...");
+  EXPECT_EQ(printable("h\xc3\xa9llo", 3), "h\xc3\xa9...");
+  EXPECT_EQ(printable(""), "");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/error.h"
+#include "engine/core/json_fields.h"
 #include "support/test_util.h"
 
 namespace flexgen {
@@ -247,6 +248,22 @@ TEST(HardwareSpec, ValidateNamesTheField) {
   spec.name = "";
   EXPECT_THAT(error_of([&] { spec.validate(); }), HasSubstr("'name' must not be empty"));
   EXPECT_THAT(error_of([] { HardwareSpec{}.validate(); }), HasSubstr("invalid hardware"));
+}
+
+TEST(HardwareSpec, NamesInMessagesStayOnOneLine) {
+  HardwareSpec spec = HardwareSpec::from_json(valid_json(), "hw.json");
+  spec.name = "two\nlines";
+  spec.disk_bytes = 0;
+  const std::string msg = error_of([&] { spec.validate(); });
+  EXPECT_THAT(msg, HasSubstr("invalid hardware 'two\\nlines': field 'disk_bytes' must be positive (got 0)"));
+  EXPECT_EQ(msg.find('\n'), std::string::npos);
+  nlohmann::json json = valid_json();
+  json["h2d_bytes_per_s"] = 123.25;
+  std::string text = json.dump();
+  ASSERT_NE(text.find("123.25"), std::string::npos);
+  text.replace(text.find("123.25"), 6, "1e400");
+  EXPECT_THAT(error_of([&] { HardwareSpec::from_json(parse_json_text(text, "hw.json"), "hw.json"); }),
+              HasSubstr("hw.json: malformed JSON: number overflow"));
 }
 
 }  // namespace

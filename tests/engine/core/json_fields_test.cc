@@ -67,5 +67,12 @@ TEST(JsonFields, PreviewAndInt64) {
   EXPECT_FALSE(json_as_int64(nlohmann::json(true)).has_value());
 }
 
+TEST(JsonFields, NumbersBeyondDoubleAreMalformedNotACrash) {
+  // nlohmann reports these as out_of_range, not parse_error: both are the input's fault.
+  EXPECT_THAT(error_of([] { parse_json_text(R"({"a": 1e400})", "big.json"); }),
+              HasSubstr("big.json: malformed JSON: number overflow parsing '1e400'"));
+  EXPECT_THAT(error_of([] { parse_json_text("-1e999", "big.json"); }), HasSubstr("number overflow"));
+}
+
 }  // namespace
 }  // namespace flexgen

@@ -357,5 +357,15 @@ TEST(SafetensorsWrite, RejectsBadNames) {
   EXPECT_TRUE(fs::is_empty(dir.path()));
 }
 
+TEST(SafetensorsRead, TensorNamesInMessagesStayOnOneLine) {
+  TempDir dir;
+  const std::string msg =
+      open_error(dir, R"({"a\nb": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})", std::string(8, '\0'));
+  EXPECT_THAT(msg, HasSubstr("tensor a\\nb: data_offsets [0, 16] run past the data section (8 bytes)"));
+  EXPECT_EQ(msg.find('\n'), std::string::npos);
+  EXPECT_THAT(open_error(dir, R"({"w": {"dtype": "F32", "shape": [1e400], "data_offsets": [0, 4]}})", "abcd"),
+              HasSubstr("malformed JSON header"));
+}
+
 }  // namespace
 }  // namespace flexgen

@@ -19,13 +19,15 @@
 #include <vector>
 
 #include "engine/core/error.h"
+#include "support/faults.h"
 #include "support/test_util.h"
 
 namespace flexgen {
 namespace {
 
 namespace fs = std::filesystem;
-using disk_store_testing::FailureKind;
+using fault::Effect;
+using fault::Point;
 using ::testing::HasSubstr;
 using testing::error_of;
 using testing::TempDir;
@@ -45,10 +47,7 @@ std::vector<unsigned char> random_bytes(std::size_t n, std::uint64_t seed) {
   return bytes;
 }
 
-// Disarms any injected failure when the test ends, passing or not.
-struct FailureGuard {
-  ~FailureGuard() { disk_store_testing::clear_failures(); }
-};
+using testing::FaultGuard;
 
 // ---- round trips ------------------------------------------------------------------------------
 
@@ -308,20 +307,22 @@ TEST(DiskStore, ReservePreallocatesTheRoundedSize) {
 }
 
 TEST(DiskStore, ReserveFallsBackToTruncateWithoutFallocate) {
-  FailureGuard guard;
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  FaultGuard guard;
   TempDir dir;
   DiskStore store(dir.path(), kUnlimited);
-  disk_store_testing::inject_failure(FailureKind::kPreallocate, 0, EOPNOTSUPP);
+  fault::arm(Point::kDiskPreallocate, Effect::kFail, 0, EOPNOTSUPP);
   store.reserve(3 * 4096);
   EXPECT_EQ(store.file_bytes(), 3 * 4096);
 }
 
 TEST(DiskStore, ReservePreallocationFailureIsClearAndLeavesNothing) {
-  FailureGuard guard;
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  FaultGuard guard;
   TempDir dir;
   {
     DiskStore store(dir.path(), kUnlimited);
-    disk_store_testing::inject_failure(FailureKind::kPreallocate, 0, ENOSPC);
+    fault::arm(Point::kDiskPreallocate, Effect::kFail, 0, ENOSPC);
     const std::string msg = error_of([&] { store.reserve(1 * kMiB); });
     EXPECT_THAT(msg, HasSubstr("cannot preallocate 1.0 MiB in offload dir " + dir.path().string()));
     EXPECT_THAT(msg, HasSubstr("No space left on device"));
@@ -334,13 +335,14 @@ TEST(DiskStore, ReservePreallocationFailureIsClearAndLeavesNothing) {
 // ---- failures ---------------------------------------------------------------------------------
 
 TEST(DiskStore, InjectedNoSpaceOnWriteIsAClearErrorAndLeavesNoFiles) {
-  FailureGuard guard;
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  FaultGuard guard;
   TempDir dir;
   {
     DiskStore store(dir.path(), kUnlimited);
     const DiskRegion region = store.allocate(3 * kMiB + 7, "w.layer7");
     const auto data = random_bytes(3 * kMiB + 7, 9);
-    disk_store_testing::inject_failure(FailureKind::kWriteError, 0, ENOSPC);
+    fault::arm(Point::kDiskWrite, Effect::kFail, 0, ENOSPC);
     const std::string msg = error_of([&] { store.write_sync(region, data.data(), region.size); });
     EXPECT_THAT(msg, HasSubstr("disk tier: write of 3145735 bytes"));
     EXPECT_THAT(msg, HasSubstr("'w.layer7'"));
@@ -348,7 +350,7 @@ TEST(DiskStore, InjectedNoSpaceOnWriteIsAClearErrorAndLeavesNoFiles) {
     EXPECT_THAT(msg, HasSubstr("failed: No space left on device"));
     EXPECT_TRUE(list_dir(dir.path()).empty());
     // The failure was one-off: the store still works.
-    disk_store_testing::clear_failures();
+    fault::disarm_all();
     store.write_sync(region, data.data(), region.size);
     std::vector<unsigned char> back(data.size(), 0);
     store.read_sync(region, back.data(), region.size);
@@ -358,53 +360,57 @@ TEST(DiskStore, InjectedNoSpaceOnWriteIsAClearErrorAndLeavesNoFiles) {
 }
 
 TEST(DiskStore, WriteErrorInOneOfManyChunksFailsTheOperation) {
-  FailureGuard guard;
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  FaultGuard guard;
   TempDir dir;
   DiskStoreOptions options;
   options.chunk_bytes = 64 * kKiB;
   DiskStore store(dir.path(), kUnlimited, options);
   const DiskRegion region = store.allocate(1 * kMiB, "kv");
   const auto data = random_bytes(1 * kMiB, 10);
-  disk_store_testing::inject_failure(FailureKind::kWriteError, 9, EIO);  // the 10th of 16 chunks
+  fault::arm(Point::kDiskWrite, Effect::kFail, 9, EIO);  // the 10th of 16 chunks
   const std::string msg = error_of([&] { store.write(region, data.data(), region.size).get(); });
   EXPECT_THAT(msg, HasSubstr("write of 1048576 bytes"));
   EXPECT_THAT(msg, HasSubstr("Input/output error"));
 }
 
 TEST(DiskStore, DiskThatStopsAcceptingBytesIsNoSpace) {
-  FailureGuard guard;
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  FaultGuard guard;
   TempDir dir;
   DiskStore store(dir.path(), kUnlimited);
   const DiskRegion region = store.allocate(64 * kKiB, "w");
   const auto data = random_bytes(64 * kKiB, 11);
-  disk_store_testing::inject_failure(FailureKind::kStalledWrite, 0);
+  fault::arm(Point::kDiskWrite, Effect::kStall, 0);
   const std::string msg = error_of([&] { store.write_sync(region, data.data(), region.size); });
   EXPECT_THAT(msg, HasSubstr("No space left on device"));
   EXPECT_TRUE(list_dir(dir.path()).empty());
 }
 
 TEST(DiskStore, ShortWritesAndReadsAreRetried) {
-  FailureGuard guard;
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  FaultGuard guard;
   TempDir dir;
   DiskStore store(dir.path(), kUnlimited);
   const DiskRegion region = store.allocate(1 * kMiB + 5, "w");
   const auto data = random_bytes(1 * kMiB + 5, 12);
-  disk_store_testing::inject_failure(FailureKind::kShortWrite, 0);
+  fault::arm(Point::kDiskWrite, Effect::kShort, 0);
   store.write_sync(region, data.data(), region.size);
-  disk_store_testing::inject_failure(FailureKind::kShortRead, 0);
+  fault::arm(Point::kDiskRead, Effect::kShort, 0);
   std::vector<unsigned char> back(data.size(), 0);
   store.read_sync(region, back.data(), region.size);
   EXPECT_EQ(back, data);
 }
 
 TEST(DiskStore, InjectedReadErrorIsAClearError) {
-  FailureGuard guard;
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  FaultGuard guard;
   TempDir dir;
   DiskStore store(dir.path(), kUnlimited);
   const DiskRegion region = store.allocate(10000, "kv.layer1");
   const auto data = random_bytes(10000, 13);
   store.write_sync(region, data.data(), region.size);
-  disk_store_testing::inject_failure(FailureKind::kReadError, 0, EIO);
+  fault::arm(Point::kDiskRead, Effect::kFail, 0, EIO);
   std::vector<unsigned char> back(data.size(), 0);
   const std::string msg = error_of([&] { store.read_sync(region, back.data(), region.size); });
   EXPECT_THAT(msg, HasSubstr("disk tier: read of 10000 bytes"));
@@ -475,9 +481,10 @@ TEST(DiskStore, NoOffloadFileIsVisibleWhileAliveOrAfterwards) {
 }
 
 TEST(DiskStore, NamedFileFallbackWithoutTmpfileIsUnlinkedAtOnce) {
-  FailureGuard guard;
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  FaultGuard guard;
   TempDir dir;
-  disk_store_testing::inject_failure(FailureKind::kTmpfileOpen, 0, EOPNOTSUPP);
+  fault::arm(Point::kDiskOpenTmpfile, Effect::kFail, 0, EOPNOTSUPP);
   {
     DiskStore store(dir.path(), kUnlimited);
     const DiskRegion region = store.allocate(5000, "w");
@@ -542,9 +549,10 @@ void expect_round_trips(DiskStore& store) {
 }
 
 TEST(DiskStore, BufferedFallbackWhenDirectIoIsRefused) {
-  FailureGuard guard;
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  FaultGuard guard;
   TempDir dir;
-  disk_store_testing::inject_failure(FailureKind::kEnableDirect, 0, EINVAL);
+  fault::arm(Point::kDiskEnableDirect, Effect::kFail, 0, EINVAL);
   DiskStore store(dir.path(), kUnlimited);
   EXPECT_FALSE(store.direct_io());
   expect_round_trips(store);

@@ -16,6 +16,7 @@
 #include "engine/core/error.h"
 #include "engine/runtime/disk_store.h"
 #include "support/opt_reference.h"
+#include "support/faults.h"
 #include "support/random_opt.h"
 #include "support/test_util.h"
 
@@ -332,23 +333,27 @@ TEST(HostRuntime, PlansOverBudgetAreRefusedBeforeAnyAllocation) {
 }
 
 TEST(HostRuntime, AFullDiskDuringPlacementFailsCleanly) {
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  testing::FaultGuard guard;
   TempDir dir;
   RunSetup s;
   s.percent = {0, 0, 100, 0, 100, 0};
-  disk_store_testing::inject_failure(disk_store_testing::FailureKind::kWriteError, 1, ENOSPC);
+  fault::arm(fault::Point::kDiskWrite, fault::Effect::kFail, 1, ENOSPC);
   try {
     HostRuntime runtime(plan_for(s), weights(), options_in(dir));
     ADD_FAILURE() << "expected a disk error";
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("No space left on device"));
   }
-  disk_store_testing::clear_failures();
+  fault::disarm_all();
   EXPECT_TRUE(dir.empty());
 }
 
 TEST(HostRuntime, AFailingDiskDuringTheRunStopsItWithOneError) {
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  testing::FaultGuard guard;
   for (bool overlap : {true, false}) {
-    for (auto kind : {disk_store_testing::FailureKind::kWriteError, disk_store_testing::FailureKind::kReadError}) {
+    for (auto point : {fault::Point::kDiskWrite, fault::Point::kDiskRead}) {
       TempDir dir;
       RunSetup s;
       s.percent = {100, 0, 0, 0, 100, 0};  // the cache on disk: reads and writes every step
@@ -356,14 +361,14 @@ TEST(HostRuntime, AFailingDiskDuringTheRunStopsItWithOneError) {
       s.ngb = 2;
       const Plan plan = plan_for(s);
       HostRuntime runtime(plan, weights(), options_in(dir));
-      disk_store_testing::inject_failure(kind, 5, EIO);
+      fault::arm(point, fault::Effect::kFail, 5, EIO);
       try {
         runtime.generate(prompts(4), SamplingConfig{}, std::nullopt);
         ADD_FAILURE() << "expected a disk error";
       } catch (const Error& e) {
         EXPECT_THAT(e.what(), HasSubstr("Input/output error"));
       }
-      disk_store_testing::clear_failures();
+      fault::disarm_all();
       EXPECT_TRUE(dir.empty());
     }
   }

@@ -381,5 +381,16 @@ TEST(BpeTokenizerFiles, LaterDuplicateMergeRankCounts) {
   EXPECT_EQ(twice.encode("abc"), (Ids{0, 4}));
 }
 
+TEST(BpeTokenizerFiles, InputTextInMessagesStaysOnOneLine) {
+  // A carriage return inside a merges line (only a trailing one ends the line).
+  std::string msg = load_error("{\"a\": 0}", "a b\n \rl.2\n");
+  EXPECT_THAT(msg, HasSubstr("line 2: expected two symbols separated by one space, got \" \\rl.2\""));
+  EXPECT_EQ(msg.find('\r'), std::string::npos);
+  // A token with a newline (JSON escape) in a vocab error.
+  msg = load_error("{\"a\\nb\": \"x\"}", "a b\n");
+  EXPECT_THAT(msg, HasSubstr("token \"a\\nb\" has id \"x\", expected an integer"));
+  EXPECT_EQ(msg.find('\n'), std::string::npos);
+}
+
 }  // namespace
 }  // namespace flexgen
