@@ -44,6 +44,7 @@
 #include "engine/runtime/cpu_attention.h"
 #include "engine/runtime/disk_store.h"
 #include "engine/runtime/early_stop.h"
+#include "engine/runtime/fault_injection.h"
 
 namespace flexgen {
 
@@ -324,15 +325,19 @@ class CudaRuntime final : public Runtime {
       size = bytes;
       if (bytes == 0) return;
       void* p = nullptr;
+      const bool injected = fault::strike(t == Tier::kGpu ? fault::Point::kAllocGpu : fault::Point::kAllocCpu) ==
+                            fault::Effect::kFail;
       if (t == Tier::kGpu) {
-        const cudaError_t st = cudaMalloc(&p, static_cast<std::size_t>(bytes));
+        const cudaError_t st = injected ? cudaErrorMemoryAllocation : cudaMalloc(&p, static_cast<std::size_t>(bytes));
         if (st != cudaSuccess) {
           cudaGetLastError();
           fail("out of GPU memory allocating the GPU tier (", format_bytes(bytes), "): ", cudaGetErrorString(st),
                "; lower --gpu-mem's share (--percent) or the batch size");
         }
       } else {
-        const cudaError_t st = cudaHostAlloc(&p, static_cast<std::size_t>(bytes), cudaHostAllocPortable | cudaHostAllocMapped);
+        const cudaError_t st = injected ? cudaErrorMemoryAllocation
+                                        : cudaHostAlloc(&p, static_cast<std::size_t>(bytes),
+                                                        cudaHostAllocPortable | cudaHostAllocMapped);
         if (st != cudaSuccess) {
           cudaGetLastError();
           fail("could not pin ", format_bytes(bytes), " of host memory for the CPU tier: ", cudaGetErrorString(st),
@@ -705,6 +710,10 @@ class CudaRuntime final : public Runtime {
         moved_[kDiskWrite] += n;
       }
       return;
+    }
+    if (fault::strike(fault::Point::kCudaCopy) == fault::Effect::kFail) {
+      fail("CUDA error cudaErrorUnknown (injected fault) copying ", n, " bytes from the ", tier_name(src.tier),
+           " tier to the ", tier_name(dst.tier), " tier");
     }
     const cudaMemcpyKind kind = src.tier == Tier::kCpu && dst.tier == Tier::kGpu   ? cudaMemcpyHostToDevice
                                 : src.tier == Tier::kGpu && dst.tier == Tier::kCpu ? cudaMemcpyDeviceToHost

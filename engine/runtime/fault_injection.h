@@ -32,6 +32,7 @@ enum class Point : std::uint8_t {
   kDiskAllocate,      // a region of the disk tier (growing the offload file): kFail (errno)
   kAllocGpu,          // a buffer of the GPU tier (host memory on the host backend): kFail
   kAllocCpu,          // a buffer of the CPU tier: kFail
+  kCudaCopy,          // a copy between tiers on the CUDA backend (cudaMemcpy*Async): kFail
   kCount
 };
 

@@ -85,7 +85,7 @@ void round_to(Encoding dtype, std::span<float> x) {
 class HostRuntime::Impl {
  public:
   Impl(const Plan& plan, const OptWeights& weights, const RuntimeOptions& options)
-      : plan_(plan), spec_(plan.spec), options_(options) {
+      : plan_(plan), spec_(plan_.spec), options_(options) {
     memory_ = plan_memory(plan_);
     check_budgets(memory_, options_.budgets);
     schedule_ = make_schedule(plan_, options_.schedule);
@@ -791,7 +791,7 @@ class HostRuntime::Impl {
     write_hidden(t, vs.hidden);
   }
 
-  const Plan& plan_;
+  const Plan plan_;  // a copy: the caller's plan may be a temporary
   const ModelSpec& spec_;
   RuntimeOptions options_;
   MemoryPlan memory_;

@@ -22,7 +22,9 @@
 #include "engine/core/error.h"
 #include "engine/cuda/cuda_runtime.h"
 #include "engine/cuda/device_info.h"
+#include "engine/runtime/fault_injection.h"
 #include "engine/runtime/runtime.h"
+#include "support/faults.h"
 #include "support/fixture.h"
 #include "support/opt_reference.h"
 #include "support/random_opt.h"
@@ -470,6 +472,56 @@ TEST(CudaRuntime, FinishedBatchesAreSkippedAndTheTokensKept) {
     EXPECT_GT(early.tasks_skipped, 0);
     EXPECT_EQ(early.generated_tokens, computed);
     EXPECT_LT(early.moved.h2d, full.moved.h2d);
+  }
+}
+
+// ---- injected faults (the `test` preset) --------------------------------------------------------
+
+TEST(CudaRuntime, AFailingCudaCopyEndsTheRunWithOneErrorAndNoFileLeft) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  testing::FaultGuard guard;
+  for (bool overlap : {true, false}) {
+    RunSetup s;
+    s.ngb = 2;
+    s.overlap = overlap;
+    s.percent = {0, 50, 50, 0, 0, 100};  // weights CPU/disk, cache GPU/disk, activations CPU
+    TempDir dir;
+    auto runtime = make_cuda_runtime(plan_for(s), {&weights(), 0}, options_in(dir));
+    fault::arm(fault::Point::kCudaCopy, fault::Effect::kFail, 25);
+    try {
+      runtime->generate(prompts(4), SamplingConfig{}, std::nullopt);
+      ADD_FAILURE() << "expected the injected copy failure";
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr("injected fault"));
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
+    }
+    EXPECT_GT(fault::calls(fault::Point::kCudaCopy), 25);
+    fault::disarm_all();
+    // The runtime is still usable, and the offload directory holds nothing.
+    EXPECT_EQ(runtime->generate(prompts(4), SamplingConfig{}, std::nullopt).tokens, all_gpu_tokens(2));
+    EXPECT_TRUE(dir.empty());
+  }
+}
+
+TEST(CudaRuntime, FailingTierAllocationsAreOneError) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  testing::FaultGuard guard;
+  RunSetup s;
+  s.percent = {50, 50, 50, 50, 100, 0};
+  for (const auto& [point, words] : {std::pair{fault::Point::kAllocGpu, "out of GPU memory"},
+                                     std::pair{fault::Point::kAllocCpu, "could not pin"}}) {
+    TempDir dir;
+    fault::arm(point, fault::Effect::kFail);
+    try {
+      make_cuda_runtime(plan_for(s), {&weights(), 0}, options_in(dir));
+      ADD_FAILURE() << "expected an allocation failure";
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr(words));
+    }
+    fault::disarm_all();
+    EXPECT_TRUE(dir.empty());
   }
 }
 
