@@ -45,6 +45,7 @@
 #include "engine/runtime/disk_store.h"
 #include "engine/runtime/early_stop.h"
 #include "engine/runtime/fault_injection.h"
+#include "engine/runtime/visit.h"
 
 namespace flexgen {
 
@@ -204,28 +205,24 @@ class CudaRuntime final : public Runtime {
     const std::int64_t block = plan_.policy.block_size();
     const std::int64_t b = plan_.policy.gpu_batch_size();
     const std::int64_t prompt_len = run_->workload.prompt_len;
-    FLEXGEN_REQUIRE(static_cast<std::int64_t>(prompts.size()) == block, "the run needs ", block,
-                    " prompts (gpu batch size x gpu batches), got ", prompts.size());
+    std::vector<PaddedBatch> padded =
+        left_pad_block(prompts, b, plan_.policy.num_gpu_batches(), prompt_len, spec_.pad_token_id);
     batches_.assign(static_cast<std::size_t>(plan_.policy.num_gpu_batches()), BatchRun{});
     std::vector<std::int32_t> pads(static_cast<std::size_t>(block));
     for (std::int64_t k = 0; k < plan_.policy.num_gpu_batches(); ++k) {
       BatchRun& br = batches_[static_cast<std::size_t>(k)];
-      br.prompt_ids.assign(static_cast<std::size_t>(b * prompt_len), static_cast<std::int32_t>(spec_.pad_token_id));
-      br.pad_len.resize(static_cast<std::size_t>(b));
+      br.prompt_ids = std::move(padded[static_cast<std::size_t>(k)].ids);
+      br.pad_len = std::move(padded[static_cast<std::size_t>(k)].pad_len);
       br.generated.resize(static_cast<std::size_t>(b));
       br.next.resize(static_cast<std::size_t>(b));
       for (std::int64_t s = 0; s < b; ++s) {
-        const auto& p = prompts[static_cast<std::size_t>(k * b + s)];
-        FLEXGEN_REQUIRE(!p.empty() && static_cast<std::int64_t>(p.size()) <= prompt_len, "prompt ", k * b + s,
-                        " has ", p.size(), " tokens; prompts must have 1 to ", prompt_len, " tokens");
-        const std::int64_t pad = prompt_len - static_cast<std::int64_t>(p.size());
-        br.pad_len[static_cast<std::size_t>(s)] = pad;
-        pads[static_cast<std::size_t>(k * b + s)] = static_cast<std::int32_t>(pad);
-        std::copy(p.begin(), p.end(), br.prompt_ids.begin() + s * prompt_len + pad);
-        for (std::int32_t id : p) {
-          FLEXGEN_REQUIRE(id >= 0 && id < spec_.vocab_size, "prompt ", k * b + s, ": token id ", id,
-                          " is outside the vocabulary (", spec_.vocab_size, ")");
-        }
+        pads[static_cast<std::size_t>(k * b + s)] = static_cast<std::int32_t>(br.pad_len[static_cast<std::size_t>(s)]);
+      }
+    }
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+      for (std::int32_t id : prompts[i]) {
+        FLEXGEN_REQUIRE(id >= 0 && id < spec_.vocab_size, "prompt ", i, ": token id ", id,
+                        " is outside the vocabulary (", spec_.vocab_size, ")");
       }
     }
     const std::int64_t last_pos = prompt_len + run_->workload.gen_len - 1;
@@ -861,16 +858,11 @@ class CudaRuntime final : public Runtime {
     }
   }
 
-  std::int64_t tokens_in(const Task& t) const { return t.token == 0 ? run_->workload.prompt_len : 1; }
-  std::int64_t past_len(const Task& t) const { return t.token == 0 ? 0 : run_->workload.prompt_len + t.token - 1; }
-  bool delegated(const Task& t) const {
-    return plan_.policy.cpu_cache_compute() && t.token > 0 && plan_.cache.units_on_tier(Tier::kCpu) > 0;
-  }
-  bool sparse(const Task& t) const { return plan_.policy.attn_sparsity() < 1.0 && t.token > 0; }
-  std::int64_t kept_positions(const Task& t) const {
-    return std::max<std::int64_t>(
-        1, static_cast<std::int64_t>(std::floor(plan_.policy.attn_sparsity() * static_cast<double>(past_len(t)))));
-  }
+  std::int64_t tokens_in(const Task& t) const { return visit_tokens(*run_, t); }
+  std::int64_t past_len(const Task& t) const { return visit_past(*run_, t); }
+  bool delegated(const Task& t) const { return visit_delegated(plan_, t); }
+  bool sparse(const Task& t) const { return visit_sparse(plan_, t); }
+  std::int64_t kept_positions(const Task& t) const { return visit_kept_positions(*run_, t); }
 
   void weight_read(const Task& t) {
     for (const StoredTensor& st : weights_[static_cast<std::size_t>(t.layer)].tensors) {
