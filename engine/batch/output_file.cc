@@ -38,7 +38,8 @@ std::string errno_text() { return std::strerror(errno); }
 
 }  // namespace
 
-OutputFile::OutputFile(const std::filesystem::path& path) : path_(path) {
+OutputFile::OutputFile(const std::filesystem::path& path, const std::string& command, const std::string& line_kind)
+    : path_(path) {
   const std::string name = path.string();
   fd_ = ::open(name.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   FLEXGEN_REQUIRE(fd_ >= 0, name, ": cannot open the output file: ", errno_text());
@@ -46,7 +47,7 @@ OutputFile::OutputFile(const std::filesystem::path& path) : path_(path) {
     struct stat st {};
     FLEXGEN_REQUIRE(::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode), name, ": the output must be a regular file");
     FLEXGEN_REQUIRE(::flock(fd_, LOCK_EX | LOCK_NB) == 0, name,
-                    ": the output file is in use (another flexgen batch run is writing it)");
+                    ": the output file is in use (another ", command, " run is writing it)");
     std::string data(static_cast<std::size_t>(st.st_size), '\0');
     std::size_t got = 0;
     while (got < data.size()) {
@@ -74,7 +75,7 @@ OutputFile::OutputFile(const std::filesystem::path& path) : path_(path) {
       start = end + 1;
       const nlohmann::json o = parse_json_text(text, origin);
       FLEXGEN_REQUIRE(o.is_object() && o.contains("id") && (o["id"].is_string() || json_as_int64(o["id"])), origin,
-                      ": not a completion line (expected an object with an id); is this the right output file?");
+                      ": not a ", line_kind, " (expected an object with an id); is this the right output file?");
       done_.insert(prompt_id_key(o["id"]));
       ++lines_found_;
     }

@@ -23,7 +23,10 @@ class OutputFile {
  public:
   // Opens or creates `path` for appending. Throws flexgen::Error "<path>: ..." when it cannot be
   // opened or locked, or when a complete line is not a JSON object with a string or integer id.
-  explicit OutputFile(const std::filesystem::path& path);
+  // `command` and `line_kind` name the writer and its lines in those messages ("flexgen sweep",
+  // "results row").
+  explicit OutputFile(const std::filesystem::path& path, const std::string& command = "flexgen batch",
+                      const std::string& line_kind = "completion line");
   ~OutputFile();
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;

@@ -145,6 +145,7 @@ int run_generate(const std::vector<std::string>& args) {
         {"model", spec.name},
         {"dummy_weights", model.dummy},
         {"backend", backend_name(backend)},
+        {"device", device_name(backend)},
         {"schedule", schedule_kind_name(kind)},
         {"prompt_len", prompt_len},
         {"gen_len", flags.gen_len},

@@ -17,7 +17,8 @@
 #include "engine/core/units_parse.h"
 #include "engine/runtime/plan.h"
 #include "engine/runtime/schedule.h"
-#include "simulator/cost_durations.h"
+#include "engine/sweep/sweep_file.h"
+#include "simulator/predict.h"
 #include "simulator/simulator.h"
 #include "simulator/trace.h"
 
@@ -36,44 +37,13 @@ constexpr const char* kUsage =
     "config.json (no weights are read). --set KEY=VALUE overrides one field of the hardware spec\n"
     "(e.g. --set h2d_bytes_per_s=32e9 --set gpu_memory_bytes=24GiB).";
 
-// Applies KEY=VALUE overrides to a hardware spec: byte fields take sizes ("24GiB", "16e9"),
-// the others plain numbers; unknown keys are refused.
-HardwareSpec with_overrides(const HardwareSpec& base, const std::vector<std::string>& sets) {
-  nlohmann::json j = base.to_json();
+// KEY=VALUE overrides of --set as (key, value text) pairs.
+std::vector<std::pair<std::string, nlohmann::json>> parse_sets(const std::vector<std::string>& sets) {
+  std::vector<std::pair<std::string, nlohmann::json>> out;
   for (const std::string& s : sets) {
     const auto eq = s.find('=');
     FLEXGEN_REQUIRE(eq != std::string::npos && eq > 0, "--set takes KEY=VALUE (got '", s, "')");
-    const std::string key = s.substr(0, eq), value = s.substr(eq + 1);
-    FLEXGEN_REQUIRE(j.contains(key) && key != "name" && key != "description",
-                    "--set: '", key, "' is not a numeric field of a hardware spec");
-    if (key.size() > 6 && key.compare(key.size() - 6, 6, "_bytes") == 0) {
-      try {
-        j[key] = parse_bytes(value);
-      } catch (const Error& e) {
-        fail("--set ", key, ": ", e.what());
-      }
-    } else {
-      std::size_t used = 0;
-      double v = 0;
-      try {
-        v = std::stod(value, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      FLEXGEN_REQUIRE(used == value.size() && !value.empty(), "--set ", key, ": '", value, "' is not a number");
-      j[key] = v;
-    }
-  }
-  if (!sets.empty()) j["name"] = base.name + " (overridden)";
-  return HardwareSpec::from_json(j, "--set");
-}
-
-nlohmann::json resources_json(const SimResult& r) {
-  nlohmann::json out = nlohmann::json::object();
-  for (int i = 0; i < kNumResources; ++i) {
-    const auto res = static_cast<Resource>(i);
-    out[resource_name(res)] = {{"busy_s", to_seconds(r.busy[static_cast<std::size_t>(i)])},
-                               {"utilization", r.utilization[static_cast<std::size_t>(i)]}};
+    out.emplace_back(s.substr(0, eq), nlohmann::json(s.substr(eq + 1)));
   }
   return out;
 }
@@ -105,7 +75,7 @@ int run_simulate(const std::vector<std::string>& args) {
   FLEXGEN_REQUIRE(schedule == "zig-zag" || schedule == "row-by-row",
                   "--schedule must be zig-zag or row-by-row (got '", schedule, "')");
   const ScheduleKind kind = schedule == "zig-zag" ? ScheduleKind::kZigZag : ScheduleKind::kRowByRow;
-  const HardwareSpec hardware = with_overrides(load_hardware(hardware_file), sets);
+  const HardwareSpec hardware = with_hardware_overrides(load_hardware(hardware_file), parse_sets(sets), "--set ");
   const ModelSpec spec = load_model_spec(flags.model);
   const Policy policy = policy_from_flags(flags, 1);
   Workload workload;
@@ -121,8 +91,8 @@ int run_simulate(const std::vector<std::string>& args) {
   if (!gpu_mem.empty()) options.capacities[Tier::kGpu] = parse_bytes(gpu_mem);
   if (!cpu_mem.empty()) options.capacities[Tier::kCpu] = parse_bytes(cpu_mem);
   if (!disk_mem.empty()) options.capacities[Tier::kDisk] = parse_bytes(disk_mem);
-  const CostModelDurations durations(plan, hardware);
-  const SimResult r = simulate(plan, sched, durations, options);
+  const Prediction prediction = predict_run(plan, sched, hardware, options);
+  const SimResult& r = prediction.result;
 
   if (!trace_file.empty()) {
     write_chrome_trace(trace_file, {trace_process("simulated " + spec.name + " on " + hardware.name, sched, r)});
@@ -137,18 +107,8 @@ int run_simulate(const std::vector<std::string>& args) {
         {"num_sequences", workload.num_sequences},
         {"policy", policy.to_json()},
         {"tasks", sched.tasks.size()},
-        {"prefill_s", to_seconds(r.prefill_ns)},
-        {"decode_s", to_seconds(r.decode_ns)},
-        {"total_s", to_seconds(r.makespan)},
-        {"generated_tokens", r.generated_tokens},
-        {"throughput_tok_s", r.throughput_tok_s},
-        {"decode_throughput_tok_s", r.decode_throughput_tok_s},
-        {"resources", resources_json(r)},
-        {"critical_resource", {{"prefill", resource_name(r.prefill.critical)},
-                               {"decode", resource_name(r.decode.critical)}}},
-        {"peak_memory", {{"gpu_bytes", r.peak[Tier::kGpu]}, {"cpu_bytes", r.peak[Tier::kCpu]},
-                         {"disk_bytes", r.peak[Tier::kDisk]}}},
     };
+    j.update(prediction_json(prediction));
     std::cout << j.dump(1) << "\n";
     return 0;
   }

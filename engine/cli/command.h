@@ -22,5 +22,7 @@ int run_batch(const std::vector<std::string>& args);
 int run_search(const std::vector<std::string>& args);
 int run_profile(const std::vector<std::string>& args);
 int run_simulate(const std::vector<std::string>& args);
+int run_sweep(const std::vector<std::string>& args);
+int run_validate(const std::vector<std::string>& args);
 
 }  // namespace flexgen::cli

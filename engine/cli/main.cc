@@ -20,6 +20,8 @@ const std::vector<Command>& commands() {
       {"search", "find the best policy for a model on a machine (cost model + LP)", run_search},
       {"simulate", "replay the schedule on a hardware spec with the cost model (what-if)", run_simulate},
       {"profile", "measure this machine into a hardware spec (experiments/hardware/*.json)", run_profile},
+      {"sweep", "run a sweep file (a grid of runs) on the engine or the simulator, resumable", run_sweep},
+      {"validate", "the cost model against measured engine runs (error per run, MAPE, task kinds)", run_validate},
   };
   return kCommands;
 }

@@ -13,6 +13,9 @@
 #include "engine/core/format.h"
 #include "engine/core/hardware_spec.h"
 #include "engine/core/units_parse.h"
+#include "engine/cuda/device_info.h"
+#include "engine/sweep/provenance.h"
+#include "simulator/predict.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -120,6 +123,14 @@ nlohmann::json tier_json(const TierBytes& t) {
   return {{"gpu_bytes", t[Tier::kGpu]}, {"cpu_bytes", t[Tier::kCpu]}, {"disk_bytes", t[Tier::kDisk]}};
 }
 
+std::string device_name(Backend backend) {
+  if (backend == Backend::kCuda) {
+    const std::vector<GpuInfo> gpus = list_gpus();
+    if (!gpus.empty()) return gpus.front().name;
+  }
+  return host_cpu_name();
+}
+
 nlohmann::json report_json(const RunReport& report) {
   return {
       {"prefill_s", report.prefill_s},
@@ -137,20 +148,7 @@ nlohmann::json report_json(const RunReport& report) {
 }
 
 nlohmann::json task_time_json(const RunReport& report, const Schedule& schedule) {
-  std::array<double, kNumTaskKinds> busy{};
-  std::array<std::int64_t, kNumTaskKinds> count{};
-  for (std::size_t i = 0; i < report.task_timings.size() && i < schedule.tasks.size(); ++i) {
-    const auto k = static_cast<std::size_t>(schedule.tasks[i].kind);
-    busy[k] += report.task_timings[i].end_s - report.task_timings[i].start_s;
-    ++count[k];
-  }
-  nlohmann::json j = nlohmann::json::object();
-  for (int k = 0; k < kNumTaskKinds; ++k) {
-    if (count[static_cast<std::size_t>(k)] == 0) continue;
-    j[task_kind_name(static_cast<TaskKind>(k))] = {{"tasks", count[static_cast<std::size_t>(k)]},
-                                                   {"busy_s", busy[static_cast<std::size_t>(k)]}};
-  }
-  return j;
+  return kind_times_json(kind_times(schedule, measured_spans(report.task_timings)));
 }
 
 }  // namespace flexgen::cli

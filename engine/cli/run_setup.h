@@ -47,6 +47,9 @@ LoadedModel load_model(const std::string& model, std::uint64_t seed, Backend bac
 std::vector<std::int32_t> dummy_prompt(const ModelSpec& spec, std::int64_t length, std::uint64_t seed,
                                        std::int64_t index);
 
+// The device a backend runs on: the first GPU's name (CUDA), or the host processor.
+std::string device_name(Backend backend);
+
 nlohmann::json link_json(const LinkBytes& l);
 nlohmann::json tier_json(const TierBytes& t);
 // Timings, throughput, peak memory and bytes moved of a run.

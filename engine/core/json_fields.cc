@@ -39,26 +39,30 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-nlohmann::json parse_json_text(std::string_view text, const std::string& origin) {
+namespace {
+
+// parse_json_text for either key order (nlohmann::json sorts keys, ordered_json keeps them).
+template <typename Json>
+Json parse_json_text_as(std::string_view text, const std::string& origin) {
   // nlohmann keeps the last of repeated keys silently; a callback records the first repeat instead.
   std::vector<std::set<std::string>> open_objects;
   std::optional<std::string> duplicate;
-  const nlohmann::json::parser_callback_t callback =
-      [&](int /*depth*/, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-        using Event = nlohmann::json::parse_event_t;
+  const typename Json::parser_callback_t callback =
+      [&](int /*depth*/, typename Json::parse_event_t event, Json& parsed) {
+        using Event = typename Json::parse_event_t;
         if (event == Event::object_start) {
           open_objects.emplace_back();
         } else if (event == Event::object_end) {
           if (!open_objects.empty()) open_objects.pop_back();
         } else if (event == Event::key && !open_objects.empty() && parsed.is_string()) {
-          const auto& key = parsed.get_ref<const std::string&>();
+          const auto& key = parsed.template get_ref<const std::string&>();
           if (!open_objects.back().insert(key).second && !duplicate) duplicate = key;
         }
         return true;
       };
-  nlohmann::json result;
+  Json result;
   try {
-    result = nlohmann::json::parse(text.begin(), text.end(), callback);
+    result = Json::parse(text.begin(), text.end(), callback);
   } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for huge numbers
     std::string message = e.what();
     if (const auto close = message.find("] ");
@@ -71,16 +75,30 @@ nlohmann::json parse_json_text(std::string_view text, const std::string& origin)
   return result;
 }
 
-nlohmann::json read_json_file(const std::filesystem::path& path) {
+}  // namespace
+
+nlohmann::json parse_json_text(std::string_view text, const std::string& origin) {
+  return parse_json_text_as<nlohmann::json>(text, origin);
+}
+
+nlohmann::ordered_json parse_ordered_json_text(std::string_view text, const std::string& origin) {
+  return parse_json_text_as<nlohmann::ordered_json>(text, origin);
+}
+
+std::string read_text_file(const std::filesystem::path& path) {
   const std::string origin = path.string();
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) fail(origin, ": no such file");
   if (std::filesystem::is_directory(path, ec)) fail(origin, ": is a directory, expected a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(origin, ": cannot open file");
-  const std::string contents{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::string contents{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   if (in.bad()) fail(origin, ": cannot read file");
-  return parse_json_text(contents, origin);
+  return contents;
+}
+
+nlohmann::json read_json_file(const std::filesystem::path& path) {
+  return parse_json_text(read_text_file(path), path.string());
 }
 
 std::optional<std::string_view> closest_key(std::string_view key,

@@ -16,6 +16,11 @@ namespace flexgen {
 // Parses JSON text. Malformed text or a key repeated within one object throws
 // "<origin>: malformed JSON: ..." / "<origin>: duplicate key 'k'".
 nlohmann::json parse_json_text(std::string_view text, const std::string& origin);
+// The same, keeping each object's keys in the order written (for lists whose order matters).
+nlohmann::ordered_json parse_ordered_json_text(std::string_view text, const std::string& origin);
+
+// A whole file as text; a missing, unreadable or directory path throws "<path>: ...".
+std::string read_text_file(const std::filesystem::path& path);
 
 // Reads and parses a file; a missing or unreadable file throws "<path>: cannot read file".
 nlohmann::json read_json_file(const std::filesystem::path& path);
