@@ -119,6 +119,34 @@ def make_tokenizer():
     write("bpe_encode", "invalid_utf8", b"ab\xff\xfecd")
 
 
+def make_sweep_file():
+    write("sweep_file", "grid.json", json.dumps({
+        "name": "grid", "target": "simulator", "hardware": "t4-paper",
+        "base": {"model": "opt-30b", "prompt_len": 512, "gen_len": 32},
+        "grid": [{"gpu_batch_size": [8, 16], "num_gpu_batches": [1, 4], "schedule": ["zig-zag", "row-by-row"],
+                  "percent": [[0, 100, 100, 0, 100, 0], [20, 80, 0, 100, 0, 100]]}]}, indent=1))
+    write("sweep_file", "variants.json", json.dumps({
+        "name": "ablation", "target": "simulator", "hardware": "t4-paper", "output": "results/x.jsonl",
+        "base": {"model": "opt-175b", "gen_len": 32},
+        "grid": [{"v": [{"label": "all", "policy": "search"},
+                        {"label": "fixed", "gpu_batch_size": 32, "num_gpu_batches": 8,
+                         "percent": [0, 50, 0, 0, 0, 100], "cpu_cache_compute": True, "pin_weight": False}],
+                  "overlap": [True, False]},
+                 {"label": ["no-disk"], "policy": ["search"], "allow_disk": [False]}]}))
+    write("sweep_file", "whatif.json", json.dumps({
+        "name": "whatif-pcie", "target": "simulator", "hardware": "t4-paper",
+        "base": {"model": "opt-30b", "policy": "search", "compress_weight": True},
+        "grid": [{"hw.h2d_bytes_per_s": [12e9, 25e9, 50e9], "hw.gpu_memory_bytes": ["16GiB", 80e9],
+                  "gpu_mem": ["12GiB"]}]}))
+    write("sweep_file", "engine.json", json.dumps({
+        "name": "engine", "target": "engine", "timeout_s": 600,
+        "base": {"model": "opt-125m", "backend": "host", "seed": 1},
+        "grid": [{"gpu_batch_size": [1, 2], "attn_sparsity": [1, 0.5], "compress_cache": [False, True],
+                  "cpu_mem": ["1GiB"]}]}))
+    write("sweep_file", "bad_axis.json", '{"name": "b", "target": "simulator", "hardware": "h", '
+                                         '"grid": [{"v": [{"modle": "x"}], "gen_len": 4}]}')
+
+
 def main():
     if CORPUS.exists():
         shutil.rmtree(CORPUS)
@@ -126,6 +154,7 @@ def main():
     make_model_config()
     make_hardware_spec()
     make_tokenizer()
+    make_sweep_file()
     for d in sorted(CORPUS.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} files")
 

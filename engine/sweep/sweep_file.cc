@@ -142,23 +142,20 @@ nlohmann::json hardware_override(std::string_view field, const nlohmann::json& v
   return v;
 }
 
-// Merges `from` into `into`, refusing a key already set by an earlier axis of the same block.
-void merge_axis_value(nlohmann::json& into, std::map<std::string, std::string>& set_by, const std::string& axis,
-                      const nlohmann::json& value, const std::string& where) {
-  auto put = [&](const std::string& key, const nlohmann::json& v) {
-    if (!is_param_key(key)) unknown_param(key, where + ", axis '" + printable(axis) + "'");
-    const auto [it, fresh] = set_by.emplace(key, axis);
-    FLEXGEN_REQUIRE(fresh, where, ": '", printable(key), "' is set by two axes ('", printable(it->second), "' and '",
-                    printable(axis), "')");
-    into[key] = v;
-  };
+// Merges one axis value into a point: the axis's parameter, or every parameter of a variant object.
+// A later axis of a block overrides what an earlier one set (an ablation axis after a policy axis).
+void merge_axis_value(nlohmann::json& into, const std::string& axis, const nlohmann::json& value,
+                      const std::string& where) {
   if (is_param_key(axis)) {
-    put(axis, value);
+    into[axis] = value;
     return;
   }
   FLEXGEN_REQUIRE(value.is_object(), where, ": axis '", printable(axis),
                   "' is not a parameter, so its values must be objects of parameters (got ", json_preview(value), ")");
-  for (const auto& item : value.items()) put(item.key(), item.value());
+  for (const auto& item : value.items()) {
+    if (!is_param_key(item.key())) unknown_param(item.key(), where + ", axis '" + printable(axis) + "'");
+    into[item.key()] = item.value();
+  }
 }
 
 // Fills defaults and checks every parameter; returns the resolved point.
@@ -395,9 +392,8 @@ Sweep parse_sweep(const nlohmann::ordered_json& file, const std::string& origin)
     std::vector<std::size_t> at(axes.size(), 0);
     for (std::size_t n = 0; n < count; ++n) {
       nlohmann::json point = base;
-      std::map<std::string, std::string> set_by;
       for (std::size_t a = 0; a < axes.size(); ++a) {
-        merge_axis_value(point, set_by, axes[a].first, sorted((*axes[a].second)[at[a]]), where);
+        merge_axis_value(point, axes[a].first, sorted((*axes[a].second)[at[a]]), where);
       }
       const std::string point_where = where + ", " + describe_point(sweep.points.size(), point);
       SweepPoint sp;

@@ -17,9 +17,9 @@
 //   }                                              (first axis outermost); the blocks are joined
 //
 // An axis is a parameter name with a list of values, or any other name with a list of objects,
-// each setting several parameters together (a named variant). A parameter set twice for one point
-// (by two axes of a block) is an error; a block's values override `base`. Points that come out
-// identical (label aside) are run once.
+// each setting several parameters together (a named variant). A block's values override `base`,
+// and a later axis of a block overrides what an earlier one set (a policy axis, then an ablation
+// axis that changes one switch of it). Points that come out identical (label aside) are run once.
 //
 // Parameters (defaults in brackets):
 //   label (string [""]), model (required), prompt_len [512], gen_len [32],

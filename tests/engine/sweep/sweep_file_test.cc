@@ -79,6 +79,18 @@ TEST(SweepFile, VariantsSetSeveralParametersAndBlocksAreJoined) {
   EXPECT_EQ(c.percent, (std::array<double, 6>{100, 0, 100, 0, 100, 0}));
 }
 
+TEST(SweepFile, ALaterAxisOverridesAnEarlierOne) {
+  const Sweep s = parse(R"({"name": "o", "target": "simulator", "hardware": "t4-paper",
+    "grid": [{"setup": [{"model": "opt-30b", "gpu_batch_size": 48, "cpu_cache_compute": true, "gen_len": 7}],
+              "ablation": [{"label": "as is"}, {"label": "no cpu", "cpu_cache_compute": false}],
+              "gen_len": [9]}]})");
+  ASSERT_EQ(s.points.size(), 2u);
+  EXPECT_EQ(s.points[0].typed.cpu_cache_compute, true);
+  EXPECT_EQ(s.points[1].typed.cpu_cache_compute, false);
+  EXPECT_EQ(s.points[1].typed.gpu_batch_size, 48);
+  EXPECT_EQ(s.points[0].typed.gen_len, 9);
+}
+
 TEST(SweepFile, PointIdsIgnoreTheLabelAndChangeWithEveryParameter) {
   const Sweep s = parse(R"({"name": "i", "target": "simulator", "hardware": "t4-paper",
     "base": {"model": "opt-1.3b"},
@@ -138,8 +150,6 @@ TEST(SweepFile, BadFilesAreOneClearLine) {
       {ok_head + R"("base": {"model": "opt-1.3b"}, "grid": [{"percent": [[100, 0]]}]})", "'percent' must be six numbers"},
       {ok_head + R"("base": {"model": "opt-1.3b", "policy": "search"}, "grid": [{"percent": [[100,0,100,0,100,0]]}]})",
        "'percent' is chosen by the search"},
-      {ok_head + R"("base": {"model": "opt-1.3b"}, "grid": [{"v": [{"gen_len": 4}], "gen_len": [5]}]})",
-       "'gen_len' is set by two axes ('v' and 'gen_len')"},
       {ok_head + R"("base": {"model": "opt-1.3b"}, "grid": [{"hw.h2d": [1e9]}]})",
        "'hw.h2d' is not a numeric field of a hardware spec"},
       {ok_head + R"("base": {"model": "opt-1.3b"}, "grid": [{"hw.h2d_bytes_per_s": ["fast"]}]})",
