@@ -45,7 +45,8 @@ struct HostMemoryMeasurement {
 };
 
 // CPU attention for one decode shape: `units` (sequence, head) pairs, one query each, attending to
-// `positions` cached positions (the new token's included) with unit_attention.
+// `positions` cached positions (the new token's included) with cpu_decode_attention_f16, the CUDA
+// backend's delegated attention over fp16 rows.
 struct CpuAttentionMeasurement {
   std::int64_t units = 0;
   std::int64_t head_dim = 0;

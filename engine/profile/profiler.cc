@@ -16,7 +16,8 @@
 #include "engine/core/format.h"
 #include "engine/core/parallel.h"
 #include "engine/runtime/disk_store.h"
-#include "engine/runtime/unit_attention.h"
+#include "engine/runtime/cpu_attention.h"
+#include "engine/tensor/tensor.h"
 
 namespace flexgen {
 namespace {
@@ -243,39 +244,56 @@ CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t h
   m.positions = positions;
   m.threads = parallel_threads();
 
-  const std::int64_t rows = units * positions * head_dim;
-  std::unique_ptr<float[]> keys(new float[static_cast<std::size_t>(rows)]);
-  std::unique_ptr<float[]> values(new float[static_cast<std::size_t>(rows)]);
-  std::unique_ptr<float[]> queries(new float[static_cast<std::size_t>(units * head_dim)]);
-  std::unique_ptr<float[]> out(new float[static_cast<std::size_t>(units * head_dim)]);
-  fill_uniform(keys.get(), rows, 0x5eed0003);
-  fill_uniform(values.get(), rows, 0x5eed0004);
-  fill_uniform(queries.get(), units * head_dim, 0x5eed0005);
-  // Queries come scaled by head_dim^-0.5, as the runtime passes them.
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  for (std::int64_t i = 0; i < units * head_dim; ++i) queries[static_cast<std::size_t>(i)] *= scale;
-
-  auto attention_pass = [&] {
-    parallel_for(units, 1, [&](std::int64_t begin, std::int64_t end) {
-      for (std::int64_t u = begin; u < end; ++u) {
-        const std::int64_t kv = u * positions * head_dim;
-        unit_attention(queries.get() + u * head_dim, head_dim, keys.get() + kv, values.get() + kv,
-                       head_dim, /*T=*/1, /*past=*/positions - 1, /*pad=*/0,
-                       out.get() + u * head_dim, head_dim);
-      }
+  // The CUDA backend's delegated attention (cpu_delegation: cpu_decode_attention_f16) over fp16
+  // rows in the home layout [positions, units, head_dim], the last position being the new token.
+  const std::int64_t elements = units * positions * head_dim;
+  std::unique_ptr<float[]> random(new float[static_cast<std::size_t>(elements)]);
+  std::unique_ptr<std::uint16_t[]> keys(new std::uint16_t[static_cast<std::size_t>(elements)]);
+  std::unique_ptr<std::uint16_t[]> values(new std::uint16_t[static_cast<std::size_t>(elements)]);
+  const std::int64_t one = units * head_dim;
+  std::unique_ptr<std::uint16_t[]> queries(new std::uint16_t[static_cast<std::size_t>(one)]);
+  std::unique_ptr<std::uint16_t[]> new_key(new std::uint16_t[static_cast<std::size_t>(one)]);
+  std::unique_ptr<std::uint16_t[]> new_value(new std::uint16_t[static_cast<std::size_t>(one)]);
+  std::unique_ptr<std::uint16_t[]> out(new std::uint16_t[static_cast<std::size_t>(one)]);
+  auto fill_half = [&](std::uint16_t* dst, std::int64_t n, std::uint64_t seed, float scale) {
+    fill_uniform(random.get(), n, seed);
+    parallel_for(n, 1 << 16, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) dst[i] = float_to_half(scale * random[static_cast<std::size_t>(i)]);
     });
   };
+  fill_half(keys.get(), elements, 0x5eed0003, 1.0f);
+  fill_half(values.get(), elements, 0x5eed0004, 1.0f);
+  // Queries come scaled by head_dim^-0.5, as the runtime passes them.
+  fill_half(queries.get(), one, 0x5eed0005, 1.0f / std::sqrt(static_cast<float>(head_dim)));
+  fill_half(new_key.get(), one, 0x5eed0006, 1.0f);
+  fill_half(new_value.get(), one, 0x5eed0007, 1.0f);
+  const std::int64_t pad = 0;
+  CpuAttentionBatch batch;
+  batch.units = units;
+  batch.num_heads = units;  // one sequence of `units` heads
+  batch.head_dim = head_dim;
+  batch.past = positions - 1;
+  batch.pad_len = std::span<const std::int64_t>(&pad, 1);
+  batch.query = queries.get();
+  batch.new_key = new_key.get();
+  batch.new_value = new_value.get();
+  batch.keys = reinterpret_cast<std::byte*>(keys.get());
+  batch.values = reinterpret_cast<std::byte*>(values.get());
+  batch.row_bytes = head_dim * 2;
+  batch.out = out.get();
+
   const double flops = static_cast<double>(units) * 4.0 * static_cast<double>(positions) *
                        static_cast<double>(head_dim);
-  attention_pass();  // warm-up
+  cpu_decode_attention_f16(batch);  // warm-up
   for (int p = 0; p < passes; ++p) {
     const auto start = Clock::now();
-    attention_pass();
+    cpu_decode_attention_f16(batch);
     m.flops_per_s.push_back(flops / seconds_since(start));
   }
-  for (std::int64_t i = 0; i < units * head_dim; ++i) {
-    FLEXGEN_REQUIRE(std::isfinite(out[static_cast<std::size_t>(i)]),
-                    "profile: CPU attention produced a non-finite output");
+  for (std::int64_t i = 0; i < one; ++i) {
+    const float v = half_to_float(out[static_cast<std::size_t>(i)]);
+    FLEXGEN_REQUIRE(std::isfinite(v) && std::fabs(v) <= 1.01f,
+                    "profile: CPU attention produced ", v, ", outside the values' range");
   }
   return m;
 }

@@ -47,8 +47,9 @@ DiskMeasurement measure_disk(const std::filesystem::path& directory, Bytes total
 // untimed pass (the first touch of the pages).
 HostMemoryMeasurement measure_host_memory(Bytes buffer_bytes, int passes);
 
-// `passes` timed passes (after one untimed) of decode attention with unit_attention over `units`
-// units at `positions` positions, split over the parallel_for threads. Random data.
+// `passes` timed passes (after one untimed) of decode attention with cpu_decode_attention_f16 (the
+// CUDA backend's delegated attention, fp16 rows) over `units` units at `positions` positions,
+// split over the parallel_for threads. Random data.
 CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t head_dim,
                                               std::int64_t positions, int passes);
 

@@ -50,7 +50,7 @@ std::string host_description(const HostMeasurements& host) {
     << host.memory.copy_bytes_per_s.size() << " passes after a warm-up pass. ";
   if (!host.cpu_attention.empty()) {
     const CpuAttentionMeasurement& a = host.cpu_attention.front();
-    d << "cpu_attention_flops_per_s: unit_attention (the runtime's CPU attention) for " << a.units
+    d << "cpu_attention_flops_per_s: cpu_decode_attention_f16 (the CUDA backend's delegated attention, fp16 rows) for " << a.units
       << " decode units of head_dim " << a.head_dim << " on " << a.threads
       << " threads, 4 * positions * head_dim FLOPs per unit as the schedule counts them, median over"
       << " positions";

@@ -126,7 +126,7 @@ TEST(ProfileSpec, ReducesHandMadeMeasurementsToTheExpectedFields) {
   EXPECT_DOUBLE_EQ(spec.gpu_memory_bytes_per_s, 2.9e12);
   EXPECT_DOUBLE_EQ(spec.cpu_memory_bytes_per_s, 85e9);
   for (const char* needle : {"2025-01-02", "NVIDIA H100 80GB HBM3", "driver API 13.0", "O_DIRECT",
-                             "/ssd/offload", "8192x4096x4096", "cublasGemmEx", "unit_attention"}) {
+                             "/ssd/offload", "8192x4096x4096", "cublasGemmEx", "cpu_decode_attention_f16"}) {
     EXPECT_THAT(spec.description, HasSubstr(needle));
   }
 }
