@@ -11,7 +11,8 @@ namespace flexgen {
 class CostModelDurations : public DurationModel {
  public:
   // Keeps references to both: they must outlive this object.
-  CostModelDurations(const Plan& plan, const HardwareSpec& hardware) : model_(plan, hardware) {}
+  CostModelDurations(const Plan& plan, const HardwareSpec& hardware, ScheduleKind kind = ScheduleKind::kZigZag)
+      : model_(plan, hardware, kind) {}
   Nanoseconds duration(const Task& task) const override;
 
  private:

@@ -51,7 +51,7 @@ KindTimes kind_times_from_json(const nlohmann::json& json, const std::string& or
 
 Prediction predict_run(const Plan& plan, const Schedule& schedule, const HardwareSpec& hardware,
                        const SimOptions& options) {
-  const CostModelDurations durations(plan, hardware);
+  const CostModelDurations durations(plan, hardware, schedule.kind);
   Prediction p;
   p.result = simulate(plan, schedule, durations, options);
   p.kinds = kind_times(schedule, p.result.tasks);

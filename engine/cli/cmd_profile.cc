@@ -27,6 +27,7 @@
 #include "engine/cuda/profile_gpu.h"
 #include "engine/profile/profiler.h"
 #include "engine/profile/spec_from_measurements.h"
+#include "engine/profile/task_overhead.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -178,6 +179,14 @@ void print_table(std::ostream& out, const HardwareSpec& spec, const HostMeasurem
   table_row(out, "gpu_memory_bytes_per_s", gb_per_s(spec.gpu_memory_bytes_per_s),
             "cudaMemcpy " + gb_per_s(med(gpu.memory.memcpy_bytes_per_s)) + ", kernel " +
                 gb_per_s(med(gpu.memory.copy_kernel_bytes_per_s)));
+  if (spec.gpu_dequant_bytes_per_s > 0) {
+    table_row(out, "gpu_dequant_bytes_per_s", gb_per_s(spec.gpu_dequant_bytes_per_s),
+              "4-bit to fp16, dense bytes written, median over shapes");
+  }
+  if (spec.gpu_task_overhead_s > 0) {
+    table_row(out, "gpu_task_overhead_s", fixed(spec.gpu_task_overhead_s * 1e6, 1) + " us",
+              "a tiny model's decode compute tasks, median");
+  }
   print_host_rows(out, host);
   for (const GemmMeasurement& g : gpu.gemms) {
     table_row(out, str_cat("  gemm ", phase_name(g.phase), " ", g.m, "x", g.n, "x", g.k),
@@ -263,7 +272,9 @@ int run_profile(const std::vector<std::string>& args) {
     GpuProfileOptions gpu_options = quick ? GpuProfileOptions::quick() : GpuProfileOptions::full();
     gpu_options.device = device;
     gpu_options.progress = progress;
-    const GpuMeasurements gpu_m = profile_gpu(gpu_options);
+    GpuMeasurements gpu_m = profile_gpu(gpu_options);
+    progress("GPU task overhead: the engine's CUDA runtime on a tiny model");
+    gpu_m.task_overhead = measure_task_overhead(device);
     if (name.empty()) name = default_spec_name(gpu_m.device_name);
     const HardwareSpec spec = spec_from_measurements(host, gpu_m, name, date);
     spec_json = spec.to_json();

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -61,7 +62,15 @@ const std::initializer_list<std::string_view> kKnownKeys = {
     "cpu_attention_flops_per_s",
     "gpu_memory_bytes_per_s",
     "cpu_memory_bytes_per_s",
+    "gpu_task_overhead_s",
+    "gpu_dequant_bytes_per_s",
 };
+
+// Optional refinements (absent: 0, the term is left out of the cost model).
+constexpr std::array<RateField, 2> kOptionalFields = {{
+    {"gpu_task_overhead_s", &HardwareSpec::gpu_task_overhead_s},
+    {"gpu_dequant_bytes_per_s", &HardwareSpec::gpu_dequant_bytes_per_s},
+}};
 
 // A positive whole number of bytes: an integer, or a float with no fractional part (16e9) below
 // 2^63.
@@ -104,6 +113,19 @@ void HardwareSpec::validate() const {
     FLEXGEN_REQUIRE(std::isfinite(value) && value > 0, prefix, ": field '", field.key,
                     "' must be a positive finite number (got ", value, ")");
   }
+  for (const RateField& field : kOptionalFields) {
+    const double value = this->*field.member;
+    FLEXGEN_REQUIRE(std::isfinite(value) && value >= 0, prefix, ": field '", field.key,
+                    "' must be a finite number >= 0 (got ", value, ")");
+  }
+}
+
+std::vector<std::string> HardwareSpec::numeric_fields() {
+  std::vector<std::string> out;
+  for (const ByteField& field : kByteFields) out.emplace_back(field.key);
+  for (const RateField& field : kRateFields) out.emplace_back(field.key);
+  for (const RateField& field : kOptionalFields) out.emplace_back(field.key);
+  return out;
 }
 
 HardwareSpec HardwareSpec::from_json(const nlohmann::json& json, const std::string& origin) {
@@ -127,6 +149,13 @@ HardwareSpec HardwareSpec::from_json(const nlohmann::json& json, const std::stri
   for (const RateField& field : kRateFields) {
     spec.*field.member = read_rate(json, field.key, origin);
   }
+  for (const RateField& field : kOptionalFields) {
+    const auto it = json.find(field.key);
+    if (it == json.end()) continue;
+    const bool ok = it->is_number() && std::isfinite(it->get<double>()) && it->get<double>() >= 0;
+    FLEXGEN_REQUIRE(ok, origin, ": field '", field.key, "': expected a number >= 0 (got ", json_preview(*it), ")");
+    spec.*field.member = it->get<double>();
+  }
   return spec;
 }
 
@@ -140,6 +169,9 @@ nlohmann::json HardwareSpec::to_json() const {
   json["description"] = description;
   for (const ByteField& field : kByteFields) json[std::string(field.key)] = this->*field.member;
   for (const RateField& field : kRateFields) json[std::string(field.key)] = this->*field.member;
+  for (const RateField& field : kOptionalFields) {
+    if (this->*field.member != 0) json[std::string(field.key)] = this->*field.member;
+  }
   return json;
 }
 

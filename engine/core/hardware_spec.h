@@ -4,6 +4,7 @@
 // simulator all read this type.
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -37,13 +38,24 @@ struct HardwareSpec {
   BytesPerSecond gpu_memory_bytes_per_s = 0;
   BytesPerSecond cpu_memory_bytes_per_s = 0;
 
+  // Optional refinements of the engine's GPU compute, measured by `flexgen profile` (absent from a
+  // file: 0, and the cost model leaves the term out, as FlexGen's model does):
+  Seconds gpu_task_overhead_s = 0;            // fixed time of one GPU compute task (its kernel
+                                              // launches and host work) beyond its GEMMs and attention
+  BytesPerSecond gpu_dequant_bytes_per_s = 0; // 4-bit dequantization: dense fp16 bytes written per
+                                              // second (0: priced as memory traffic instead)
+
   // Throws flexgen::Error "invalid hardware '<name>': field '<key>' ..." for an empty name or a
   // number that is not positive and finite.
   void validate() const;
 
   bool operator==(const HardwareSpec&) const = default;
 
-  // Strict parsing: every key above must be present (except description), no unknown keys. Byte
+  // The numeric fields' keys, in file order (the optional ones last).
+  static std::vector<std::string> numeric_fields();
+
+  // Strict parsing: every key above must be present (except description and the optional
+  // refinements), no unknown keys. Byte
   // counts are positive whole numbers (16e9 is accepted as 16000000000), the rates positive finite
   // numbers; strings such as "16GiB" are not accepted in files (see units_parse.h for flags).
   // Throws flexgen::Error "<origin>: field '<key>': <what is wrong>" (one line).

@@ -35,7 +35,10 @@ std::vector<StepCost> step_costs_split(const Plan& plan, const Schedule& schedul
       steps.push_back(s);
     }
     const TaskCost c = model.cost(t);
-    steps[it->second + (t.batch < 0 ? 0 : 1)].busy[static_cast<std::size_t>(c.resource)] += c.seconds;
+    // A layer's weight dequantization is once per step, whatever the number of gpu batches.
+    const auto r = static_cast<std::size_t>(c.resource);
+    steps[it->second + (t.batch < 0 ? 0 : 1)].busy[r] += c.seconds - c.weight_dequant;
+    steps[it->second].busy[r] += c.weight_dequant;
   }
   return steps;
 }
@@ -61,7 +64,7 @@ Seconds step_seconds(const ResourceSeconds& busy, bool overlap) {
 }
 
 std::vector<StepCost> step_costs(const Plan& plan, const Schedule& schedule, const HardwareSpec& hardware) {
-  const TaskCostModel model(plan, hardware);
+  const TaskCostModel model(plan, hardware, schedule.kind);
   const bool per_batch = schedule.kind == ScheduleKind::kRowByRow;
   const std::size_t n = schedule.tasks.size();
   // Row-by-row: a weight task (batch -1) belongs to the next visit of its (token, layer).

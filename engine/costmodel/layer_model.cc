@@ -79,7 +79,10 @@ LayerModel::ProbeTimes LayerModel::probe(const TierValues& weights, const TierVa
     const TaskCost c = model.cost(t);
     const auto kind = static_cast<std::size_t>(layer_kind(plan, t.layer));
     const std::size_t part = t.batch < 0 ? 0 : 1;
-    per_token[static_cast<std::size_t>(t.token)][kind][part][static_cast<std::size_t>(c.resource)] += c.seconds;
+    // A layer's weight dequantization is once per step (per-layer part), not per gpu batch.
+    auto& token = per_token[static_cast<std::size_t>(t.token)][kind];
+    token[part][static_cast<std::size_t>(c.resource)] += c.seconds - c.weight_dequant;
+    token[0][static_cast<std::size_t>(c.resource)] += c.weight_dequant;
   }
 
   ProbeTimes out{};

@@ -24,10 +24,13 @@ double ratio(double amount, double rate) { return amount > 0 ? amount / rate : 0
 
 }  // namespace
 
-TaskCostModel::TaskCostModel(const Plan& plan, const HardwareSpec& hardware) : hardware_(hardware) {
+TaskCostModel::TaskCostModel(const Plan& plan, const HardwareSpec& hardware, ScheduleKind kind)
+    : hardware_(hardware), kind_(kind) {
   const double dense_element = plan.weight_dtype == Encoding::kF32 ? 4.0 : 2.0;
+  const bool measured_dequant = hardware.gpu_dequant_bytes_per_s > 0;
   compute_gemm_bytes_.assign(plan.layers.size(), 0.0);
   post_gemm_bytes_.assign(plan.layers.size(), 0.0);
+  q4_dense_bytes_.assign(plan.layers.size(), 0.0);
   const std::size_t output = plan.layers.size() - 1;
   for (std::size_t j = 1; j < plan.layers.size(); ++j) {
     for (const PlannedTensor& t : plan.layers[j].tensors) {
@@ -36,13 +39,26 @@ TaskCostModel::TaskCostModel(const Plan& plan, const HardwareSpec& hardware) : h
       const double dense = static_cast<double>(shape_numel(t.shape)) * dense_element;
       // A 4-bit tensor is decompressed first (packed bytes read, dense bytes written), then read
       // densely by the product.
-      const double bytes = t.encoding == Encoding::kQ4 ? static_cast<double>(t.bytes) + 2.0 * dense : dense;
+      // With a measured dequantization rate, that step is priced on its own (q4_dense_bytes_).
+      const bool q4 = t.encoding == Encoding::kQ4;
+      const double bytes = q4 && !measured_dequant ? static_cast<double>(t.bytes) + 2.0 * dense : dense;
       (task == 0 ? compute_gemm_bytes_ : post_gemm_bytes_)[j] += bytes;
+    }
+    for (const PlannedTensor& t : plan.layers[j].tensors) {
+      if (t.encoding == Encoding::kQ4) q4_dense_bytes_[j] += static_cast<double>(shape_numel(t.shape)) * dense_element;
     }
   }
   const double head_dim = static_cast<double>(plan.spec.head_dim());
   double row_read = static_cast<double>(plan.cache.row_bytes);
-  if (plan.policy.compress_cache()) row_read += 2.0 * head_dim * dense_element;
+  if (plan.policy.compress_cache()) {
+    const double dense_row = head_dim * dense_element;
+    if (measured_dequant) {
+      row_read = dense_row;  // attention reads the dequantized rows
+      cache_dequant_bytes_per_flop_ = dense_row / (2.0 * head_dim);
+    } else {
+      row_read += 2.0 * dense_row;
+    }
+  }
   bytes_per_attention_flop_ = row_read / (2.0 * head_dim);
 }
 
@@ -78,7 +94,16 @@ TaskCost TaskCostModel::cost(const Task& task) const {
         const double memory =
             prefill ? 0.0 : task.attention_flops * bytes_per_attention_flop_ / hw.gpu_memory_bytes_per_s;
         c.attention = std::max(task.attention_flops / rate, memory);
+        if (!prefill && cache_dequant_bytes_per_flop_ > 0) {
+          c.cache_dequant = task.attention_flops * cache_dequant_bytes_per_flop_ / hw.gpu_dequant_bytes_per_s;
+        }
       }
+      const auto j = static_cast<std::size_t>(task.layer);
+      if (task.kind == TaskKind::kCompute && hw.gpu_dequant_bytes_per_s > 0 && j < q4_dense_bytes_.size() &&
+          (kind_ == ScheduleKind::kRowByRow || task.batch == 0)) {
+        c.weight_dequant = q4_dense_bytes_[j] / hw.gpu_dequant_bytes_per_s;
+      }
+      c.overhead = hw.gpu_task_overhead_s;
       break;
     }
     case Resource::kCpuCompute:
@@ -88,7 +113,7 @@ TaskCost TaskCostModel::cost(const Task& task) const {
       }
       break;
   }
-  c.seconds = c.link + c.gemm + c.attention;
+  c.seconds = c.link + c.gemm + c.attention + c.weight_dequant + c.cache_dequant + c.overhead;
   return c;
 }
 

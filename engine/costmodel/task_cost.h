@@ -17,8 +17,15 @@
 //     (the rows were just computed and are reused across queries).
 //   CPU attention (delegation):  max(attention_flops / cpu_attention_flops_per_s,
 //                                    attention bytes / cpu_memory_bytes_per_s)
-// Every term is a linear function of the task's bytes and FLOPs, so a sum of task costs is linear
-// in the placement shares (what makes the LP's coefficients exact).
+// Two refinements apply when the hardware file has them (flexgen profile measures both):
+//   gpu_dequant_bytes_per_s: 4-bit weights cost their dense bytes / that rate once per layer step
+//     (the engine dequantizes a layer's weights once for the block; the product then reads them
+//     dense), and a 4-bit cache its dequantized rows' dense bytes / that rate per decode task
+//     (attention then reads them dense); without it both are priced as memory traffic as above;
+//   gpu_task_overhead_s: every GPU compute task costs that much more (its kernel launches and
+//     host work, which a decode step of a small batch does not hide).
+// Every term is a linear function of the task's bytes and FLOPs (or a constant), so a sum of task
+// costs is affine in the placement shares (what makes the LP's coefficients exact).
 #include <vector>
 
 #include "engine/core/hardware_spec.h"
@@ -30,17 +37,22 @@ namespace flexgen {
 
 struct TaskCost {
   Resource resource = Resource::kGpuCompute;
-  Seconds seconds = 0;    // link + gemm + attention
-  Seconds link = 0;       // bytes over the link / its rate
-  Seconds gemm = 0;       // matrix products (roofline of FLOPs and weight bytes)
-  Seconds attention = 0;  // attention (roofline of FLOPs and cache bytes)
+  Seconds seconds = 0;         // link + gemm + attention + weight_dequant + cache_dequant + overhead
+  Seconds link = 0;            // bytes over the link / its rate
+  Seconds gemm = 0;            // matrix products (roofline of FLOPs and weight bytes)
+  Seconds attention = 0;       // attention (roofline of FLOPs and cache bytes)
+  Seconds weight_dequant = 0;  // 4-bit weights of the layer, once per layer step (measured rate only)
+  Seconds cache_dequant = 0;   // 4-bit cache rows of the task's units (measured rate only)
+  Seconds overhead = 0;        // the fixed time of a GPU compute task (gpu_task_overhead_s)
 };
 
 // Prices the tasks of one plan on one machine. Construction precomputes the weight bytes each
 // layer's matrix products read, so cost() is cheap for schedules of any length.
 class TaskCostModel {
  public:
-  TaskCostModel(const Plan& plan, const HardwareSpec& hardware);
+  // `kind` matters only with a measured dequantization rate: zig-zag dequantizes a layer's 4-bit
+  // weights once for the block (in gpu batch 0's `compute`), row-by-row once per batch.
+  TaskCostModel(const Plan& plan, const HardwareSpec& hardware, ScheduleKind kind = ScheduleKind::kZigZag);
 
   TaskCost cost(const Task& task) const;
 
@@ -55,7 +67,10 @@ class TaskCostModel {
   const HardwareSpec& hardware_;
   std::vector<double> compute_gemm_bytes_;  // per schedule layer: bytes the `compute` task reads
   std::vector<double> post_gemm_bytes_;     // per schedule layer: bytes the `compute_post` task reads
+  std::vector<double> q4_dense_bytes_;      // per schedule layer: dense bytes of its 4-bit weights
   double bytes_per_attention_flop_ = 0;
+  double cache_dequant_bytes_per_flop_ = 0; // dense bytes a 4-bit cache dequantizes per attention FLOP
+  ScheduleKind kind_;
 };
 
 // One task, for tests and one-off use (builds a TaskCostModel).

@@ -16,7 +16,10 @@
 
 #include "engine/core/error.h"
 #include "engine/core/format.h"
+#include "engine/compress/quant4.h"
 #include "engine/cuda/cuda_check.cuh"
+#include "engine/cuda/ops/decode_attention.cuh"
+#include "engine/cuda/ops/quant4.cuh"
 #include "engine/cuda/profile_gpu.h"
 
 namespace flexgen {
@@ -432,6 +435,110 @@ GpuAttentionMeasurement measure_attention(const Cublas& blas, cudaStream_t strea
   return a;
 }
 
+// Decode attention with the engine's own kernel (cuda::decode_attention, as the runtime launches
+// it for GPU-homed units): `units` units of one query over `positions` cached positions (the last
+// one the new token), the cache position-major [positions, units, head_dim] as a GPU home part.
+GpuAttentionMeasurement measure_decode_attention(cudaStream_t stream, std::int64_t sequences, int heads,
+                                                 std::int64_t positions, int head_dim, int repeats) {
+  GpuAttentionMeasurement a;
+  a.phase = Phase::kDecode;
+  a.units = sequences * heads;
+  a.queries = 1;
+  a.positions = positions;
+  a.head_dim = head_dim;
+  const std::int64_t units = a.units;
+  DeviceBuffer q(units * head_dim * 2), out(units * head_dim * 2);
+  DeviceBuffer keys(positions * units * head_dim * 2), values(positions * units * head_dim * 2);
+  DeviceBuffer pad(sequences * 4);
+  FLEXGEN_CUDA_CHECK(cudaMemsetAsync(pad.get(), 0, static_cast<std::size_t>(sequences * 4), stream));
+  fill_uniform_half(q.as<__half>(), units * head_dim, 51, 1.0f / std::sqrt(static_cast<float>(head_dim)), stream);
+  fill_uniform_half(keys.as<__half>(), positions * units * head_dim, 52, 1.0f, stream);
+  fill_uniform_half(values.as<__half>(), positions * units * head_dim, 53, 1.0f, stream);
+  const std::size_t ws_bytes = cuda::decode_attention_workspace_bytes(units, head_dim, 64);
+  DeviceBuffer ws(static_cast<Bytes>(ws_bytes));
+  cuda::KvView view;
+  view.num_parts = 1;
+  view.parts[0].keys = keys.as<__half>();
+  view.parts[0].values = values.as<__half>();
+  view.parts[0].unit_begin = 0;
+  view.parts[0].unit_end = units;
+  view.parts[0].position_stride = units * head_dim;
+  auto attention = [&] {
+    cuda::decode_attention(q.as<__half>(), view, pad.as<std::int32_t>(), sequences, heads, head_dim, positions - 1,
+                           out.as<__half>(), ws.as<float>(), ws_bytes, 0, stream);
+  };
+  const std::vector<double> seconds = time_on_stream(stream, 3, repeats, 3, attention);
+  const double flops = static_cast<double>(units) * 4.0 * static_cast<double>(positions) * head_dim;
+  a.flops_per_s = rates(flops, seconds);
+  a.gemm_flops_per_s = a.flops_per_s;
+  std::vector<__half> sample(static_cast<std::size_t>(std::min<std::int64_t>(units * head_dim, 4096)));
+  FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(sample.data(), out.get(), sample.size() * sizeof(__half), cudaMemcpyDeviceToHost,
+                                     stream));
+  FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  for (const __half& h : sample) {
+    const float v = __half2float(h);
+    FLEXGEN_REQUIRE(std::isfinite(v) && std::fabs(v) <= 1.01f, "profile: decode attention at ", positions,
+                    " positions produced ", v, ", outside the values' range");
+  }
+  return a;
+}
+
+// 4-bit dequantization with the engine's kernels, on valid random codes: a weight [n, k] grouped
+// along axis 0 (cuda::dequantize, what the runtime runs on a layer's 4-bit weights) or `rows`
+// KV-cache rows of head_dim (cuda::dequantize_rows). Rate: dense fp16 bytes written per second.
+DequantMeasurement measure_dequant(cudaStream_t stream, bool cache_rows, std::int64_t a, std::int64_t b,
+                                   int repeats) {
+  const QuantSpec spec = cache_rows ? cache_quant_spec(ScaleType::kFloat16) : weight_quant_spec(ScaleType::kFloat16);
+  DequantMeasurement m;
+  m.what = cache_rows ? str_cat("cache rows ", a, " x ", b) : str_cat("weight ", a, " x ", b);
+  const std::int64_t elements = a * b;
+  m.dense_bytes = elements * 2;
+  DeviceBuffer dense(elements * 2);
+  std::unique_ptr<DeviceBuffer> packed;
+  if (cache_rows) {
+    // Real rows: quantize random fp16 values with the engine's own quantize_rows.
+    const Bytes row_bytes = quantized_bytes(Shape{1, b}, spec);
+    packed = std::make_unique<DeviceBuffer>(a * row_bytes);
+    fill_uniform_half(dense.as<__half>(), elements, 61, 1.0f, stream);
+    cuda::quantize_rows(dense.as<__half>(), a, b, spec, packed->as<std::byte>(), stream);
+  } else {
+    // Random codes with every group's minimum -1 and scale 7.5 (values in [-1, 1]).
+    const QuantLayout layout = quant_layout(Shape{a, b}, spec);
+    packed = std::make_unique<DeviceBuffer>(layout.total_bytes);
+    fill_words(packed->get(), layout.code_bytes / 8 * 8, 62, stream);
+    std::vector<__half> params(static_cast<std::size_t>(layout.num_groups));
+    std::fill(params.begin(), params.end(), __float2half(-1.0f));
+    FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(packed->as<std::byte>() + layout.mins_offset, params.data(),
+                                       params.size() * 2, cudaMemcpyHostToDevice, stream));
+    FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(stream));
+    std::fill(params.begin(), params.end(), __float2half(7.5f));
+    FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(packed->as<std::byte>() + layout.scales_offset, params.data(),
+                                       params.size() * 2, cudaMemcpyHostToDevice, stream));
+    FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
+  FLEXGEN_CUDA_CHECK(cudaMemsetAsync(dense.get(), 0xff, static_cast<std::size_t>(elements * 2), stream));  // NaNs
+  auto run = [&] {
+    if (cache_rows) {
+      cuda::dequantize_rows(packed->as<std::byte>(), a, b, spec, dense.as<__half>(), stream);
+    } else {
+      cuda::dequantize(packed->as<std::byte>(), Shape{a, b}, spec, dense.as<__half>(), stream);
+    }
+  };
+  m.bytes_per_s = rates(static_cast<double>(m.dense_bytes), time_on_stream(stream, 3, repeats, 3, run));
+  for (const std::int64_t offset : {std::int64_t{0}, std::max<std::int64_t>(0, elements - 4096)}) {
+    std::vector<__half> sample(static_cast<std::size_t>(std::min<std::int64_t>(elements, 4096)));
+    FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(sample.data(), dense.as<__half>() + offset, sample.size() * 2,
+                                       cudaMemcpyDeviceToHost, stream));
+    FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (const __half& h : sample) {
+      const float v = __half2float(h);
+      FLEXGEN_REQUIRE(std::isfinite(v) && std::fabs(v) <= 1.01f, "profile: 4-bit dequantization (", m.what,
+                      ") produced ", v, ", outside the values' range");
+    }
+  }
+  return m;
+}
+
 }  // namespace
 
 bool gpu_profiling_available() { return visible_devices() > 0; }
@@ -646,13 +753,23 @@ GpuMeasurements profile_gpu(const GpuProfileOptions& options) {
   }
 
   {
-    // Decode: 64 sequences x 32 heads, one query over 512 .. 2048 positions. Prefill: 32 sequences
-    // x 32 heads over a 512-token prompt. head_dim 128 (OPT-6.7B and larger).
-    report(options.progress, "GPU attention: batched cuBLAS, prefill at 512 positions, decode at 512 .. 2048");
+    // Prefill: 32 sequences x 32 heads over a 512-token prompt, batched cuBLAS (a proxy of the
+    // engine's tensor-core prefill attention). Decode: the engine's own kernel, 64 sequences x
+    // 32 heads, one query over 512 .. 2048 positions. head_dim 128 (OPT-6.7B and larger).
+    report(options.progress, "GPU attention: prefill (batched cuBLAS) at 512 positions, decode (the engine's "
+                             "kernel) at 512 .. 2048");
     g.attention.push_back(measure_attention(blas, s, Phase::kPrefill, 32 * 32, 512, 512, 128, options.repeats));
     for (std::int64_t positions : {512, 1024, 2048}) {
-      g.attention.push_back(measure_attention(blas, s, Phase::kDecode, 64 * 32, 1, positions, 128, options.repeats));
+      g.attention.push_back(measure_decode_attention(s, 64, 32, positions, 128, options.repeats));
     }
+  }
+  {
+    // 4-bit dequantization: OPT-30B's and OPT-66B's MLP weights, and a decode step's cache rows
+    // (64 sequences x 32 heads x 512 positions).
+    report(options.progress, "4-bit dequantization: weights and KV-cache rows (the engine's kernels)");
+    g.dequant.push_back(measure_dequant(s, false, 4 * 7168, 7168, options.repeats));
+    g.dequant.push_back(measure_dequant(s, false, 4 * 9216, 9216, options.repeats));
+    g.dequant.push_back(measure_dequant(s, true, 64 * 32 * 512, 128, options.repeats));
   }
   FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(s));
   return g;

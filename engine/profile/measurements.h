@@ -112,9 +112,10 @@ struct GemmMeasurement {
   std::vector<double> flops_per_s;  // 2 m n k per call over its time
 };
 
-// Batched attention through cublasGemmStridedBatchedEx (scores = Q K^T, a row softmax kernel,
-// out = P V) in fp16 with fp32 accumulation, for `units` (sequence, head) pairs of `queries` queries
-// over `positions` keys. Prefill: queries == positions, causal mask. Decode: one query.
+// Attention of `units` (sequence, head) pairs of `queries` queries over `positions` keys in fp16.
+// Prefill (queries == positions, causal mask): batched cublasGemmStridedBatchedEx (scores = Q K^T,
+// a row softmax kernel, out = P V) with fp32 accumulation. Decode (one query): the engine's own
+// decode_attention kernel over a position-major cache.
 struct GpuAttentionMeasurement {
   Phase phase = Phase::kPrefill;
   std::int64_t units = 0;
@@ -127,6 +128,23 @@ struct GpuAttentionMeasurement {
   std::vector<double> flops_per_s;
   // The two GEMMs' own FLOPs (4 * units * queries * positions * head_dim) over the same time.
   std::vector<double> gemm_flops_per_s;
+};
+
+// 4-bit dequantization with the engine's kernels (cuda::dequantize for a weight grouped along
+// its output channels, cuda::dequantize_rows for KV-cache rows): dense fp16 bytes written per
+// second.
+struct DequantMeasurement {
+  std::string what;  // "weight 28672 x 7168", "cache rows 1048576 x 128"
+  Bytes dense_bytes = 0;
+  std::vector<double> bytes_per_s;
+};
+
+// The fixed time of one GPU compute task of the engine: the CUDA runtime generating with a tiny
+// model (negligible GEMMs and attention), each decode `compute` and `compute_post` task's measured
+// time (CUDA events, --task-times).
+struct TaskOverheadMeasurement {
+  std::string model;              // "hidden 128, 2 heads, 8 layers, batch 1, prompt 16, 16 tokens"
+  std::vector<double> seconds;    // one per task
 };
 
 struct GpuMeasurements {
@@ -144,6 +162,8 @@ struct GpuMeasurements {
   GpuMemoryMeasurement memory;
   std::vector<GemmMeasurement> gemms;
   std::vector<GpuAttentionMeasurement> attention;
+  std::vector<DequantMeasurement> dequant;
+  TaskOverheadMeasurement task_overhead;  // filled by measure_task_overhead (task_overhead.h)
 };
 
 }  // namespace flexgen

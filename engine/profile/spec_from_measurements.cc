@@ -120,6 +120,16 @@ FlopsPerSecond cpu_attention_flops_per_s(const std::vector<CpuAttentionMeasureme
   return median_of(per_shape, "the CPU attention shapes");
 }
 
+BytesPerSecond gpu_dequant_bytes_per_s(const std::vector<DequantMeasurement>& dequant) {
+  std::vector<double> per_shape;
+  for (const DequantMeasurement& d : dequant) per_shape.push_back(median_of(d.bytes_per_s, "4-bit dequantization of " + d.what));
+  return median_of(per_shape, "the 4-bit dequantization shapes");
+}
+
+Seconds gpu_task_overhead_s(const TaskOverheadMeasurement& overhead) {
+  return median_of(overhead.seconds, "the GPU compute tasks of the tiny model");
+}
+
 BytesPerSecond gpu_memory_bytes_per_s(const GpuMemoryMeasurement& memory) {
   return std::max(median_of(memory.memcpy_bytes_per_s, "GPU device-to-device cudaMemcpy"),
                   median_of(memory.copy_kernel_bytes_per_s, "the GPU copy kernel"));
@@ -149,6 +159,8 @@ HardwareSpec spec_from_measurements(const HostMeasurements& host, const GpuMeasu
   spec.cpu_attention_flops_per_s = cpu_attention_flops_per_s(host.cpu_attention);
   spec.gpu_memory_bytes_per_s = gpu_memory_bytes_per_s(gpu.memory);
   spec.cpu_memory_bytes_per_s = median_of(host.memory.copy_bytes_per_s, "host memcpy passes");
+  if (!gpu.dequant.empty()) spec.gpu_dequant_bytes_per_s = gpu_dequant_bytes_per_s(gpu.dequant);
+  if (!gpu.task_overhead.seconds.empty()) spec.gpu_task_overhead_s = gpu_task_overhead_s(gpu.task_overhead);
 
   std::ostringstream d;
   d << "Measured by `flexgen profile` on " << date << " (UTC): " << gpu.device_name
@@ -166,11 +178,22 @@ HardwareSpec spec_from_measurements(const HostMeasurements& host, const GpuMeasu
     << " shapes (m x n x k) of each shape's median; prefill " << gemm_shapes(gpu.gemms, Phase::kPrefill)
     << "; decode " << gemm_shapes(gpu.gemms, Phase::kDecode) << ". ";
   d << "gpu_attention_*: head_dim " << (gpu.attention.empty() ? 0 : gpu.attention.front().head_dim)
-    << ", fp16 cublasGemmStridedBatchedEx Q.K^T, a row softmax kernel and P.V, FLOPs as the schedule"
-    << " counts them (prefill: causal pairs only, 2 * head_dim * S * (S + 1) per unit; decode:"
-    << " 4 * positions * head_dim per unit); prefill "
-    << attention_shapes(gpu.attention, Phase::kPrefill) << "; decode "
-    << attention_shapes(gpu.attention, Phase::kDecode) << ". ";
+    << ", fp16, FLOPs as the schedule counts them (prefill: causal pairs only, 2 * head_dim * S * (S + 1)"
+    << " per unit; decode: 4 * positions * head_dim per unit); prefill: cublasGemmStridedBatchedEx Q.K^T,"
+    << " a row softmax kernel and P.V, " << attention_shapes(gpu.attention, Phase::kPrefill)
+    << "; decode: the engine's decode_attention kernel, " << attention_shapes(gpu.attention, Phase::kDecode)
+    << ". ";
+  if (!gpu.dequant.empty()) {
+    d << "gpu_dequant_bytes_per_s: the engine's 4-bit dequantization kernels, dense fp16 bytes written per"
+      << " second, median over";
+    for (const DequantMeasurement& q : gpu.dequant) d << " " << q.what << ";";
+    d << " each shape's median. ";
+  }
+  if (!gpu.task_overhead.seconds.empty()) {
+    d << "gpu_task_overhead_s: median time of the decode compute and compute_post tasks of the engine's"
+      << " CUDA runtime (CUDA events) on a tiny model (" << gpu.task_overhead.model << "), "
+      << gpu.task_overhead.seconds.size() << " tasks. ";
+  }
   d << "gpu_memory_bytes_per_s: the better of cudaMemcpy device to device and a copy kernel over "
     << format_bytes(gpu.memory.buffer_bytes) << " buffers, read + written bytes counted. "
     << "gpu_memory_bytes: cudaMemGetInfo total. ";
@@ -250,6 +273,12 @@ nlohmann::json measurements_json(const HostMeasurements& host, const GpuMeasurem
                          {"flops_per_s", samples_json(a.flops_per_s, "GPU attention")},
                          {"gemm_flops_per_s", samples_json(a.gemm_flops_per_s, "GPU attention GEMMs")}});
   }
+  nlohmann::json dequant = nlohmann::json::array();
+  for (const DequantMeasurement& d : gpu->dequant) {
+    dequant.push_back({{"what", d.what},
+                       {"dense_bytes", d.dense_bytes},
+                       {"bytes_per_s", samples_json(d.bytes_per_s, "4-bit dequantization")}});
+  }
   const double ratio = h2d_check_ratio(*gpu);
   j["gpu"] = {
       {"device", gpu->device},
@@ -284,7 +313,12 @@ nlohmann::json measurements_json(const HostMeasurements& host, const GpuMeasurem
         {"memcpy_bytes_per_s", samples_json(gpu->memory.memcpy_bytes_per_s, "GPU memcpy")},
         {"copy_kernel_bytes_per_s", samples_json(gpu->memory.copy_kernel_bytes_per_s, "GPU copy kernel")}}},
       {"gemms", gemms},
-      {"attention", attention}};
+      {"attention", attention},
+      {"dequant", dequant}};
+  if (!gpu->task_overhead.seconds.empty()) {
+    j["gpu"]["task_overhead"] = {{"model", gpu->task_overhead.model},
+                                 {"seconds", samples_json(gpu->task_overhead.seconds, "GPU task overhead")}};
+  }
   return j;
 }
 

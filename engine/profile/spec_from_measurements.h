@@ -12,6 +12,10 @@
 //   gpu_memory_bytes_per_s              the larger of the medians of cudaMemcpy device-to-device
 //                                       and of the copy kernel
 //   cpu_memory_bytes_per_s              median of the memcpy passes
+//   gpu_dequant_bytes_per_s             median over the dequantization shapes of each one's median
+//                                       (left 0 when nothing was measured)
+//   gpu_task_overhead_s                 median of the tiny model's decode compute task times
+//                                       (left 0 when nothing was measured)
 //   gpu_memory_bytes                    cudaMemGetInfo total
 //   cpu_memory_bytes                    physical memory
 //   disk_bytes                          free space of the offload directory's file system
@@ -35,6 +39,9 @@ FlopsPerSecond gpu_attention_flops_per_s(const std::vector<GpuAttentionMeasureme
                                          Phase phase);
 FlopsPerSecond cpu_attention_flops_per_s(const std::vector<CpuAttentionMeasurement>& attention);
 BytesPerSecond gpu_memory_bytes_per_s(const GpuMemoryMeasurement& memory);
+// Median over the dequantization shapes of each one's median; median of the task times.
+BytesPerSecond gpu_dequant_bytes_per_s(const std::vector<DequantMeasurement>& dequant);
+Seconds gpu_task_overhead_s(const TaskOverheadMeasurement& overhead);
 // The profile's h2d figure over the plain cudaMemcpyAsync loop's (the 10% check).
 double h2d_check_ratio(const GpuMeasurements& gpu);
 

@@ -111,12 +111,8 @@ std::string size_text(const nlohmann::json& v, std::string_view key, const std::
 // The numeric fields of a hardware spec (what hw.<field> may name).
 const std::set<std::string>& hardware_fields() {
   static const std::set<std::string> fields = [] {
-    std::set<std::string> f;
-    const nlohmann::json all = HardwareSpec{}.to_json();
-    for (const auto& item : all.items()) {
-      if (item.key() != "name" && item.key() != "description") f.insert(item.key());
-    }
-    return f;
+    const std::vector<std::string> all = HardwareSpec::numeric_fields();
+    return std::set<std::string>(all.begin(), all.end());
   }();
   return fields;
 }
@@ -138,7 +134,9 @@ nlohmann::json hardware_override(std::string_view field, const nlohmann::json& v
     return v;
   }
   const double d = number(v, "hw." + name, where);
-  FLEXGEN_REQUIRE(d > 0, where, ": 'hw.", name, "' must be positive (got ", json_preview(v), ")");
+  // The optional refinements take 0 (the term left out); every other field must be positive.
+  const bool optional = name == "gpu_task_overhead_s" || name == "gpu_dequant_bytes_per_s";
+  FLEXGEN_REQUIRE(d > 0 || (optional && d == 0), where, ": 'hw.", name, "' must be positive (got ", json_preview(v), ")");
   return v;
 }
 

@@ -129,6 +129,30 @@ TEST(HardwareSpec, ToJsonRoundTrips) {
   EXPECT_EQ(HardwareSpec::from_json(valid_json(), "test").to_json(), valid_json());
 }
 
+TEST(HardwareSpec, TheMeasuredRefinementsAreOptional) {
+  const HardwareSpec plain = HardwareSpec::from_json(valid_json(), "test");
+  EXPECT_EQ(plain.gpu_task_overhead_s, 0.0);
+  EXPECT_EQ(plain.gpu_dequant_bytes_per_s, 0.0);
+  nlohmann::json json = valid_json();
+  json["gpu_task_overhead_s"] = 4.5e-5;
+  json["gpu_dequant_bytes_per_s"] = 1.25e12;
+  const HardwareSpec refined = HardwareSpec::from_json(json, "test");
+  EXPECT_EQ(refined.gpu_task_overhead_s, 4.5e-5);
+  EXPECT_EQ(refined.gpu_dequant_bytes_per_s, 1.25e12);
+  EXPECT_EQ(refined.to_json(), json);  // written when set
+  EXPECT_FALSE(plain.to_json().contains("gpu_task_overhead_s"));  // and only then
+  json["gpu_task_overhead_s"] = 0;  // 0: the term left out
+  EXPECT_EQ(HardwareSpec::from_json(json, "test").gpu_task_overhead_s, 0.0);
+  for (const nlohmann::json& bad : {nlohmann::json(-1e-6), nlohmann::json("fast"), nlohmann::json(nullptr)}) {
+    json["gpu_task_overhead_s"] = bad;
+    EXPECT_THAT(error_of([&] { HardwareSpec::from_json(json, "hw.json"); }),
+                HasSubstr("hw.json: field 'gpu_task_overhead_s': expected a number >= 0"));
+  }
+  const std::vector<std::string> fields = HardwareSpec::numeric_fields();
+  EXPECT_EQ(fields.size(), 16u);
+  EXPECT_EQ(fields.back(), "gpu_dequant_bytes_per_s");
+}
+
 TEST(HardwareSpec, EveryNumericKeyIsRequired) {
   const nlohmann::json valid = valid_json();
   for (const auto& item : valid.items()) {

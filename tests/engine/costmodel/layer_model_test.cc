@@ -19,6 +19,18 @@ const HardwareSpec& t4() {
   return hw;
 }
 
+// The same machine with the two measured refinements (a 4-bit dequantization rate and a fixed time
+// per GPU compute task): the aggregates must follow them too.
+const HardwareSpec& refined() {
+  static const HardwareSpec hw = [] {
+    HardwareSpec h = t4();
+    h.gpu_dequant_bytes_per_s = 150e9;
+    h.gpu_task_overhead_s = 30e-6;
+    return h;
+  }();
+  return hw;
+}
+
 // A small fp16 model with 5 layers (hidden 256, 8 heads, ffn 1024, vocab 512).
 ModelSpec small_spec() {
   ModelSpec s;
@@ -77,11 +89,12 @@ std::string name_of(const Case& c) { return policy_of(c).to_string() + " gen " +
 
 TEST(LayerModel, PerResourceTotalsEqualTheSumOverTheRealSchedule) {
   const ModelSpec spec = small_spec();
+  for (const HardwareSpec* hw : {&t4(), &refined()})
   for (const Case& c : kCases) {
     const Policy policy = policy_of(c);
     const Plan plan = make_plan(spec, workload_of(c), policy);
-    const Estimate real = estimate_schedule(plan, make_schedule(plan, ScheduleKind::kZigZag), t4());
-    const LayerModel model(spec, workload_of(c), t4(), policy.config());
+    const Estimate real = estimate_schedule(plan, make_schedule(plan, ScheduleKind::kZigZag), *hw);
+    const LayerModel model(spec, workload_of(c), *hw, policy.config());
     const LayerTimes times = model.layer_times(PlacementShares::of_plan(plan), c.ngb);
     for (int r = 0; r < kNumResources; ++r) {
       double total = 0;
@@ -136,6 +149,7 @@ TEST(LayerModel, MixOfPurePlacementsIsTheModelAtTheMix) {
 }
 
 TEST(Estimate, FoldedEstimateEqualsTheFullSchedule) {
+  for (const HardwareSpec* hw : {&t4(), &refined()})
   for (const ModelSpec& spec : {small_spec(), testing::tiny_opt_spec()}) {
     for (const Case& c : kCases) {
       const std::int64_t prompt = spec.max_positions >= 64 ? 40 : 8;
@@ -143,8 +157,8 @@ TEST(Estimate, FoldedEstimateEqualsTheFullSchedule) {
       for (ScheduleKind kind : {ScheduleKind::kZigZag, ScheduleKind::kRowByRow}) {
         const Policy policy = policy_of(c);
         const Plan plan = make_plan(spec, workload_of(c, prompt), policy);
-        const Estimate full = estimate_schedule(plan, make_schedule(plan, kind), t4());
-        const Estimate folded = estimate_policy(spec, workload_of(c, prompt), policy, t4(), kind);
+        const Estimate full = estimate_schedule(plan, make_schedule(plan, kind), *hw);
+        const Estimate folded = estimate_policy(spec, workload_of(c, prompt), policy, *hw, kind);
         const std::string what = name_of(c) + " " + schedule_kind_name(kind) + " " + spec.name;
         EXPECT_NEAR(folded.prefill_s, full.prefill_s, 1e-12 * full.prefill_s) << what;
         EXPECT_NEAR(folded.decode_s, full.decode_s, 1e-12 * std::max(full.decode_s, 1e-9)) << what;

@@ -237,5 +237,52 @@ TEST(CostModelGolden, CpuDelegation) {
   EXPECT_NEAR(e.decode_s, decode, 1e-12);
 }
 
+// The measured refinements (flexgen profile): a 4-bit dequantization rate D and a fixed time O per
+// GPU compute task. 4-bit weights all on the GPU: the decode `compute` of gpu batch 0 dequantizes
+// the whole layer's 4-bit weights once for the block — q, k, v, out [1024, 1024] and fc1, fc2
+// [4096, 1024]: 4 * 1048576 + 2 * 4194304 = 12582912 values = 25165824 dense bytes / D — and its
+// products read q, k, v dense: 3 * 2097152 + 3 * 2048 (biases) = 6297600 B / 320e9 (memory-bound,
+// as the fp16 case). Batch 1's `compute` dequantizes nothing (zig-zag); under row-by-row each
+// batch does. Link tasks get no overhead.
+TEST(CostModelGolden, MeasuredDequantizationAndTaskOverhead) {
+  HardwareSpec hw = t4();
+  hw.gpu_dequant_bytes_per_s = 100e9;
+  hw.gpu_task_overhead_s = 20e-6;
+  const Plan p = make({100, 0, 100, 0, 100, 0}, false, true, /*compress_weight=*/true);
+  const Schedule s = make_schedule(p, ScheduleKind::kZigZag);
+  const TaskCostModel zigzag(p, hw, ScheduleKind::kZigZag);
+  const TaskCost first = zigzag.cost(find(s, TaskKind::kCompute, 2, 1, 0));
+  EXPECT_DOUBLE_EQ(first.weight_dequant, 25165824.0 / 100e9);
+  EXPECT_DOUBLE_EQ(first.gemm, 6297600.0 / kGpuMem);
+  EXPECT_DOUBLE_EQ(first.overhead, 20e-6);
+  EXPECT_DOUBLE_EQ(first.seconds, 25165824.0 / 100e9 + 6297600.0 / kGpuMem + 16384.0 * 130 / kAttnDecode + 20e-6);
+  const TaskCost second = zigzag.cost(find(s, TaskKind::kCompute, 2, 1, 1));
+  EXPECT_EQ(second.weight_dequant, 0.0);
+  EXPECT_DOUBLE_EQ(second.seconds, decode_compute(129) + 20e-6);
+  // compute_post reads out, fc1, fc2 dense (the dequantization was charged to compute).
+  EXPECT_DOUBLE_EQ(zigzag.cost(find(s, TaskKind::kComputePost, 2, 1, 0)).seconds, kDecodePost + 20e-6);
+  const TaskCostModel rows(p, hw, ScheduleKind::kRowByRow);
+  EXPECT_DOUBLE_EQ(rows.cost(find(s, TaskKind::kCompute, 2, 1, 1)).weight_dequant, 25165824.0 / 100e9);
+
+  // A 4-bit cache: attention reads the rows dense (1 B per FLOP, as fp16) after dequantizing them:
+  // 16384 (p + 1) FLOP -> 16384 (p + 1) dense bytes / D.
+  PolicyConfig c = p.policy.config();
+  c.compress_weight = false;
+  c.compress_cache = true;
+  const Plan q = make_plan(p.spec, p.workload, Policy::create(c));
+  const Schedule qs = make_schedule(q, ScheduleKind::kZigZag);
+  const TaskCost attn = TaskCostModel(q, hw).cost(find(qs, TaskKind::kCompute, 2, 1, 1));
+  EXPECT_DOUBLE_EQ(attn.cache_dequant, 16384.0 * 130 / 100e9);
+  EXPECT_DOUBLE_EQ(attn.attention, 16384.0 * 130 / kAttnDecode);
+  EXPECT_EQ(attn.weight_dequant, 0.0);
+
+  // Weights on the CPU: the load is a link task, with no overhead.
+  const Plan w = make({0, 100, 100, 0, 100, 0}, false, true, true);
+  const Schedule ws = make_schedule(w, ScheduleKind::kZigZag);
+  const TaskCost load = TaskCostModel(w, hw).cost(find(ws, TaskKind::kWeightLoad, 0, 1, -1));
+  EXPECT_EQ(load.overhead, 0.0);
+  EXPECT_DOUBLE_EQ(load.seconds, 7104512.0 / kH2d);
+}
+
 }  // namespace
 }  // namespace flexgen
