@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <limits>
@@ -149,6 +150,27 @@ nlohmann::json report_json(const RunReport& report) {
 
 nlohmann::json task_time_json(const RunReport& report, const Schedule& schedule) {
   return kind_times_json(kind_times(schedule, measured_spans(report.task_timings)));
+}
+
+nlohmann::json op_time_json(const RunReport& report) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const bool decode : {false, true}) {
+    nlohmann::json ops = nlohmann::json::object();
+    double busy = 0;
+    for (const OpTiming& o : report.op_timings) {
+      if (o.decode != decode) continue;
+      ops[o.op] = {{"calls", o.calls}, {"busy_s", o.busy_s}};
+      busy += o.busy_s;
+    }
+    const double wall = decode ? report.decode_s : report.prefill_s;
+    const double idle = std::max(0.0, wall - busy);
+    j[decode ? "decode" : "prefill"] = {{"wall_s", wall},
+                                        {"busy_s", busy},
+                                        {"idle_s", idle},
+                                        {"idle_fraction", wall > 0 ? idle / wall : 0.0},
+                                        {"ops", ops}};
+  }
+  return j;
 }
 
 }  // namespace flexgen::cli

@@ -56,5 +56,9 @@ nlohmann::json tier_json(const TierBytes& t);
 nlohmann::json report_json(const RunReport& report);
 // With task timings kept: per task kind, the number of tasks and their summed busy seconds.
 nlohmann::json task_time_json(const RunReport& report, const Schedule& schedule);
+// With op timings kept (CUDA backend): per phase (prefill, decode) the phase's wall seconds, the
+// compute stream's busy seconds (the ops' summed event times), the idle seconds and fraction
+// (wall - busy: launch gaps, host work, waits), and per op kind its calls and busy seconds.
+nlohmann::json op_time_json(const RunReport& report);
 
 }  // namespace flexgen::cli

@@ -30,6 +30,7 @@
 #include "engine/core/format.h"
 #include "engine/core/parallel.h"
 #include "engine/cuda/cuda_check.cuh"
+#include "engine/cuda/op_timer.cuh"
 #include "engine/cuda/ops/argmax.cuh"
 #include "engine/cuda/ops/cache_rows.cuh"
 #include "engine/cuda/ops/decode_attention.cuh"
@@ -164,7 +165,9 @@ class CudaRuntime final : public Runtime {
     arena_[1].reserve(Tier::kCpu, memory_.total[Tier::kCpu]);
     allocate_all();
     FLEXGEN_CUBLAS_CHECK(cublasSetWorkspace(cublas_, ws_.cublas, static_cast<std::size_t>(kCublasWorkspace)));
+    linear_ = std::make_unique<cuda::LinearContext>(cublas_, ws_.cublas, static_cast<std::size_t>(kCublasWorkspace));
     place_weights(source);
+    warm_up();
   }
 
   ~CudaRuntime() override {
@@ -247,6 +250,7 @@ class CudaRuntime final : public Runtime {
     FLEXGEN_CUDA_CHECK(cudaEventRecord(t0, compute_));
     FLEXGEN_CUDA_CHECK(cudaEventSynchronize(t0));
     start_ = Clock::now();
+    op_timer_.start(options_.keep_op_timings);
 
     try {
       Executor::execute(*schedule, plan_.policy.overlap(), [this](const Task& t, TaskId id) { run_task(t, id); });
@@ -254,6 +258,7 @@ class CudaRuntime final : public Runtime {
     } catch (...) {
       cudaDeviceSynchronize();
       cudaEventDestroy(t0);
+      op_timer_.start(false);
       throw;
     }
     const double wall = seconds_since_start();
@@ -305,12 +310,51 @@ class CudaRuntime final : public Runtime {
     FLEXGEN_CUDA_CHECK(cudaMemGetInfo(&free_now, &total));
     report.gpu_device_bytes = free_before_ - static_cast<Bytes>(free_now);
     if (timings) report.task_timings = std::move(task_times);
+    if (options_.keep_op_timings) report.op_timings = op_timer_.collect();
+    op_timer_.start(false);
     run_ = &plan_;
     cur_schedule_ = nullptr;
     return report;
   }
 
  private:
+  // Runs each kernel and GEMM shape of the plan's visits once on scratch data before any run, so
+  // that the one-time costs fall outside generate()'s clock: lazy loading of kernel code
+  // (CUDA_MODULE_LOADING=LAZY, CUDA's default), cuBLAS's and cuBLASLt's first call of a shape, the
+  // fused GEMMs' algorithm choice. It runs the compute of decoder layer 1 of batch 0 at token 0
+  // (prefill) and token 1 (decode), the embedding at both shapes and the output layer's kernels.
+  // Everything it writes is written again before a run reads it: the workspace, batch 0's hidden
+  // state (the embedding writes it first), cache rows at positions a run writes before reading
+  // them (in the GPU home and slot; no store task runs). The token ids and pad lengths are zeroed
+  // first, since the kernels index memory with them; other inputs (weight slots not yet loaded,
+  // the cache) hold whatever the allocation held, which no kernel uses as an index.
+  void warm_up() {
+    const std::int64_t b = plan_.policy.gpu_batch_size();
+    FLEXGEN_CUDA_CHECK(cudaMemsetAsync(ws_.ids, 0, static_cast<std::size_t>(b * plan_.workload.prompt_len * 4), compute_));
+    FLEXGEN_CUDA_CHECK(cudaMemsetAsync(ws_.pad_len, 0, static_cast<std::size_t>(plan_.policy.block_size() * 4), compute_));
+    const bool positions_fit = plan_.workload.prompt_len + plan_.workload.gen_len < embed_position_rows();
+    bool output_done = false;
+    for (const Task& t : schedule_.tasks) {
+      if (t.batch != 0 || t.token > 1) continue;
+      if (t.kind == TaskKind::kCompute && t.layer == 0 && positions_fit) {
+        prepare_weights(t);
+        cuda::embedding(ws_.ids, pad_dev(t), b, tokens_in(t), past_len(t), weight(t, kEmbedTokens), spec_.vocab_size,
+                        weight(t, kEmbedPositions), embed_position_rows(), spec_.hidden_size, gpu_hidden(t), compute_);
+      } else if (t.kind == TaskKind::kCompute && t.layer == 1) {
+        compute(t);
+      } else if (t.kind == TaskKind::kComputePost && t.layer == 1) {
+        compute_post(t);
+      } else if (t.kind == TaskKind::kCompute && t.layer == spec_.num_layers + 1 && !output_done) {
+        prepare_weights(t);
+        output_layer_kernels(t, gpu_hidden(t));
+        cuda::argmax_rows(ws_.logits, b, spec_.vocab_size, ws_.next, compute_);
+        output_done = true;
+      }
+    }
+    FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(compute_));
+    dequantized_key_ = -1;
+  }
+
   // ---- memory ---------------------------------------------------------------------------------
   // One allocation per tier, carved in order.
   struct Arena {
@@ -584,8 +628,20 @@ class CudaRuntime final : public Runtime {
 
   std::int64_t embed_position_rows() const { return spec_.max_positions + 2; }
 
-  // Encodes a float32 tensor into its stored format (fp16 or 4-bit) in host memory `out`.
+  // The attention scale 1/sqrt(head_dim). The query projection's bias is stored multiplied by it,
+  // so that the projection is one fused GEMM: q = scale * x Wq^T + (scale * bq).
+  float query_scale() const { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(spec_.head_dim()))); }
+  static bool is_query_bias(const std::string& name) { return name.ends_with(".self_attn.q_proj.bias"); }
+
+  // Encodes a float32 tensor into its stored format (fp16 or 4-bit) in host memory `out` (the
+  // query bias pre-scaled, see query_scale).
   void encode_tensor(const PlannedTensor& t, std::span<const float> x, std::byte* out) const {
+    std::vector<float> scaled;
+    if (is_query_bias(t.name)) {
+      scaled.assign(x.begin(), x.end());
+      for (float& v : scaled) v *= query_scale();
+      x = scaled;
+    }
     if (t.encoding == Encoding::kQ4) {
       quantize(x, t.shape, q4w_, std::span<std::byte>(out, static_cast<std::size_t>(t.bytes)));
       return;
@@ -670,13 +726,17 @@ class CudaRuntime final : public Runtime {
     return st.plan->home == Tier::kGpu ? st.home.ptr : weight_slot_[t.weight_slot].ptr + st.slot_offset;
   }
 
+  bool has_q4_weights(const Task& t) const {
+    const StoredLayer& layer = weights_[static_cast<std::size_t>(t.layer)];
+    return std::any_of(layer.tensors.begin(), layer.tensors.end(),
+                       [](const StoredTensor& st) { return st.plan->encoding == Encoding::kQ4; });
+  }
+
   // Dequantizes the task's layer's 4-bit tensors into the workspace, once per weight step (the
   // batches of a zig-zag block share it).
   void prepare_weights(const Task& t) {
     const StoredLayer& layer = weights_[static_cast<std::size_t>(t.layer)];
-    bool any = false;
-    for (const StoredTensor& st : layer.tensors) any = any || st.plan->encoding == Encoding::kQ4;
-    if (!any) return;
+    if (!has_q4_weights(t)) return;
     const std::int64_t key = (static_cast<std::int64_t>(t.token) * (spec_.num_layers + 2) + t.layer) * 1000003 +
                              (options_.schedule == ScheduleKind::kRowByRow ? t.batch : 0);
     if (key == dequantized_key_) return;
@@ -987,37 +1047,59 @@ class CudaRuntime final : public Runtime {
     }
   }
 
+  // Runs f (the calls of one op on the compute stream) between two timing events when op timings
+  // are kept (RuntimeOptions::keep_op_timings); otherwise just runs it.
+  template <typename F>
+  void timed(cuda::OpTimer::Op op, const Task& t, F&& f) {
+    if (!op_timer_.enabled()) {
+      f();
+      return;
+    }
+    const std::size_t mark = op_timer_.begin(op, t.token > 0, compute_);
+    f();
+    op_timer_.end(mark, compute_);
+  }
+
+  // Decode with every unit's cache in the GPU home and fp16 rows: the key and value projections
+  // write the new rows straight into the cache at position P ([units, head_dim] there is the
+  // projection's [batch, hidden] layout), so no copy follows. Only where the rows start on a
+  // 256-byte boundary, as the workspace does: the GEMM's algorithm (chosen by alignment) and so its
+  // rounding are then those of every other placement.
+  bool new_rows_in_place(const Task& t) const {
+    const CachePlan& c = plan_.cache;
+    return tokens_in(t) == 1 && !plan_.policy.compress_cache() && c.units_on_tier(Tier::kGpu) == c.units &&
+           (past_len(t) * c.units * c.row_bytes) % kGpuAlign == 0;
+  }
+
   void compute(const Task& t) {
+    using Op = cuda::OpTimer;
     const std::int64_t b = plan_.policy.gpu_batch_size(), T = tokens_in(t), P = past_len(t);
     const std::int64_t h = spec_.hidden_size, nh = spec_.num_heads, hd = spec_.head_dim();
-    BatchRun& br = batches_[static_cast<std::size_t>(t.batch)];
     __half* hidden = gpu_hidden(t);
-    prepare_weights(t);
+    if (has_q4_weights(t)) timed(Op::kWeightDequant, t, [&] { prepare_weights(t); });
     if (t.layer == 0) {  // input embedding
+      BatchRun& br = batches_[static_cast<std::size_t>(t.batch)];
       const std::vector<std::int32_t>& ids = t.token == 0 ? br.prompt_ids : br.next;
       std::int32_t* staged = ids_host_ + t.batch * b * plan_.workload.prompt_len;
       std::copy(ids.begin(), ids.end(), staged);
-      FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(ws_.ids, staged, ids.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice, compute_));
-      cuda::embedding(ws_.ids, pad_dev(t), b, T, P, weight(t, kEmbedTokens), spec_.vocab_size,
-                      weight(t, kEmbedPositions), embed_position_rows(), h, hidden, compute_);
+      timed(Op::kEmbedding, t, [&] {
+        FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(ws_.ids, staged, ids.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice,
+                                           compute_));
+        cuda::embedding(ws_.ids, pad_dev(t), b, T, P, weight(t, kEmbedTokens), spec_.vocab_size,
+                        weight(t, kEmbedPositions), embed_position_rows(), h, hidden, compute_);
+      });
       return;
     }
     if (t.layer == spec_.num_layers + 1) {  // final LayerNorm, LM head, next tokens
-      const __half* last = hidden;
-      if (T > 1) {
-        FLEXGEN_CUDA_CHECK(cudaMemcpy2DAsync(ws_.last, static_cast<std::size_t>(h * 2), hidden + (T - 1) * h,
-                                             static_cast<std::size_t>(T * h * 2), static_cast<std::size_t>(h * 2),
-                                             static_cast<std::size_t>(b), cudaMemcpyDeviceToDevice, compute_));
-        last = ws_.last;
-      }
-      cuda::layer_norm(last, weight(t, kFinalLnW), weight(t, kFinalLnB), b, h, static_cast<float>(spec_.layer_norm_eps),
-                       ws_.ln, compute_);
-      cuda::linear(cublas_, ws_.ln, b, h, weight(t, kEmbedTokens), nullptr, spec_.vocab_size, ws_.logits, {}, compute_);
+      BatchRun& br = batches_[static_cast<std::size_t>(t.batch)];
+      output_layer_kernels(t, hidden);
       const std::int64_t vocab = spec_.vocab_size;
       if (!sampling_.do_sample) {  // greedy on the GPU: only the token ids come back
-        cuda::argmax_rows(ws_.logits, b, vocab, ws_.next, compute_);
-        FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(next_host_, ws_.next, static_cast<std::size_t>(b * 4), cudaMemcpyDeviceToHost,
-                                           compute_));
+        timed(Op::kSampling, t, [&] {
+          cuda::argmax_rows(ws_.logits, b, vocab, ws_.next, compute_);
+          FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(next_host_, ws_.next, static_cast<std::size_t>(b * 4),
+                                             cudaMemcpyDeviceToHost, compute_));
+        });
         FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(compute_));
         for (std::int64_t s = 0; s < b; ++s) {
           const std::int32_t token = next_host_[s];
@@ -1029,8 +1111,10 @@ class CudaRuntime final : public Runtime {
         early_->observe(t.batch, t.token, br.generated);
         return;
       }
-      FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(logits_host_, ws_.logits, static_cast<std::size_t>(b * vocab * 2),
-                                         cudaMemcpyDeviceToHost, compute_));
+      timed(Op::kSampling, t, [&] {
+        FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(logits_host_, ws_.logits, static_cast<std::size_t>(b * vocab * 2),
+                                           cudaMemcpyDeviceToHost, compute_));
+      });
       FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(compute_));
       std::vector<float> row(static_cast<std::size_t>(vocab));
       for (std::int64_t s = 0; s < b; ++s) {
@@ -1044,52 +1128,93 @@ class CudaRuntime final : public Runtime {
     }
     // Decoder layer, first half.
     const std::int64_t rows = b * T;
-    cuda::layer_norm(hidden, weight(t, kAttnLnW), weight(t, kAttnLnB), rows, h, static_cast<float>(spec_.layer_norm_eps),
-                     ws_.ln, compute_);
-    cuda::LinearEpilogue scaled;
-    scaled.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
-    cuda::linear(cublas_, ws_.ln, rows, h, weight(t, kQw), weight(t, kQb), h, ws_.q, scaled, compute_);
-    cuda::linear(cublas_, ws_.ln, rows, h, weight(t, kKw), weight(t, kKb), h, ws_.k, {}, compute_);
-    cuda::linear(cublas_, ws_.ln, rows, h, weight(t, kVw), weight(t, kVb), h, ws_.v, {}, compute_);
-    // New cache rows (4-bit: quantized first) into the GPU home and the slot.
+    timed(Op::kAttnLayerNorm, t, [&] {
+      cuda::layer_norm(hidden, weight(t, kAttnLnW), weight(t, kAttnLnB), rows, h,
+                       static_cast<float>(spec_.layer_norm_eps), ws_.ln, compute_);
+    });
     const CachePlan& c = plan_.cache;
     const std::int64_t g = c.units_on_tier(Tier::kGpu), ncpu = c.units_on_tier(Tier::kCpu);
     const Bytes R = c.row_bytes;
     CacheHome& home = cache_home(t.layer, t.batch);
+    const bool in_place = new_rows_in_place(t);
+    __half* new_k = in_place ? reinterpret_cast<__half*>(home.part[0][0].ptr + P * g * R) : ws_.k;
+    __half* new_v = in_place ? reinterpret_cast<__half*>(home.part[0][1].ptr + P * g * R) : ws_.v;
+    timed(Op::kQkvProj, t, [&] {
+      cuda::LinearEpilogue scaled;  // the stored query bias is pre-scaled (query_scale)
+      scaled.alpha = query_scale();
+      cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kQw), weight(t, kQb), h, ws_.q, scaled, compute_);
+      cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kKw), weight(t, kKb), h, new_k, {}, compute_);
+      cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kVw), weight(t, kVb), h, new_v, {}, compute_);
+    });
+    // New cache rows (4-bit: quantized first) into the GPU home and the slot.
     const bool deleg = delegated(t);
-    for (int kv = 0; kv < 2; ++kv) {
-      const std::byte* src = reinterpret_cast<const std::byte*>(kv == 0 ? ws_.k : ws_.v);
-      if (plan_.policy.compress_cache()) {
-        std::byte* q = ws_.new_rows + kv * (plan_.workload.prompt_len * b * nh * R);
-        cuda::quantize_rows(kv == 0 ? ws_.k : ws_.v, rows * nh, hd, q4c_, q, compute_);
-        src = q;
-      }
-      cuda::append_cache_rows(src, T, static_cast<int>(nh), R, home.part[0][kv].ptr, g, 0, g, P, compute_);
-      const std::int64_t first = deleg ? g + ncpu : g;
-      if (c.units > first) {
-        cuda::append_cache_rows(src, T, static_cast<int>(nh), R, cache_slot_[t.cache_slot][kv].ptr + (first - g) * R,
-                                slot_units_, first, c.units, P, compute_);
-      }
+    if (!in_place) {
+      timed(Op::kCacheAppend, t, [&] {
+        for (int kv = 0; kv < 2; ++kv) {
+          const std::byte* src = reinterpret_cast<const std::byte*>(kv == 0 ? ws_.k : ws_.v);
+          if (plan_.policy.compress_cache()) {
+            std::byte* q = ws_.new_rows + kv * (plan_.workload.prompt_len * b * nh * R);
+            cuda::quantize_rows(kv == 0 ? ws_.k : ws_.v, rows * nh, hd, q4c_, q, compute_);
+            src = q;
+          }
+          cuda::append_cache_rows(src, T, static_cast<int>(nh), R, home.part[0][kv].ptr, g, 0, g, P, compute_);
+          const std::int64_t first = deleg ? g + ncpu : g;
+          if (c.units > first) {
+            cuda::append_cache_rows(src, T, static_cast<int>(nh), R, cache_slot_[t.cache_slot][kv].ptr + (first - g) * R,
+                                    slot_units_, first, c.units, P, compute_);
+          }
+        }
+      });
     }
     const int nhi = static_cast<int>(nh), hdi = static_cast<int>(hd);
     if (T > 1) {
-      dequantize_cache(t, P + T, true, true);
+      if (plan_.policy.compress_cache()) timed(Op::kCacheDequant, t, [&] { dequantize_cache(t, P + T, true, true); });
       const cuda::KvView view = cache_view(t, true);
-      if (T >= kGemmPrefillMinTokens) {
-        cuda::prefill_attention_gemm(cublas_, ws_.q, view, pad_dev(t), b, nhi, hdi, T, P, ws_.attn, ws_.prefill,
-                                     ws_.prefill_bytes, compute_);
-      } else {
-        cuda::prefill_attention(ws_.q, view, pad_dev(t), b, nhi, hdi, T, P, ws_.attn, compute_);
-      }
+      timed(Op::kAttention, t, [&] {
+        if (T >= kGemmPrefillMinTokens) {
+          cuda::prefill_attention_gemm(cublas_, ws_.q, view, pad_dev(t), b, nhi, hdi, T, P, ws_.attn, ws_.prefill,
+                                       ws_.prefill_bytes, compute_);
+        } else {
+          cuda::prefill_attention(ws_.q, view, pad_dev(t), b, nhi, hdi, T, P, ws_.attn, compute_);
+        }
+      });
     } else if (sparse(t)) {
-      dequantize_cache(t, P, true, false);
+      if (plan_.policy.compress_cache()) timed(Op::kCacheDequant, t, [&] { dequantize_cache(t, P, true, false); });
       const cuda::KvView view = cache_view(t, false);
-      cuda::select_top_k(ws_.q, view, pad_dev(t), b, nhi, hdi, P, static_cast<int>(kept_positions(t)), ws_.kept, compute_);
+      timed(Op::kAttention, t, [&] {
+        cuda::select_top_k(ws_.q, view, pad_dev(t), b, nhi, hdi, P, static_cast<int>(kept_positions(t)), ws_.kept,
+                           compute_);
+      });
     } else {
-      dequantize_cache(t, P + 1, true, true);
+      if (plan_.policy.compress_cache()) timed(Op::kCacheDequant, t, [&] { dequantize_cache(t, P + 1, true, true); });
       const cuda::KvView view = cache_view(t, true);
-      cuda::decode_attention(ws_.q, view, pad_dev(t), b, nhi, hdi, P, ws_.attn, ws_.splits, ws_.splits_bytes, 0, compute_);
+      timed(Op::kAttention, t, [&] {
+        cuda::decode_attention(ws_.q, view, pad_dev(t), b, nhi, hdi, P, ws_.attn, ws_.splits, ws_.splits_bytes, 0,
+                               compute_);
+      });
     }
+  }
+
+  // The output layer's kernels up to the logits: the last position's hidden state, the final
+  // LayerNorm and the LM head (tied to the token embedding).
+  void output_layer_kernels(const Task& t, const __half* hidden) {
+    using Op = cuda::OpTimer;
+    const std::int64_t b = plan_.policy.gpu_batch_size(), T = tokens_in(t), h = spec_.hidden_size;
+    timed(Op::kFinalLayerNorm, t, [&] {
+      const __half* last = hidden;
+      if (T > 1) {
+        FLEXGEN_CUDA_CHECK(cudaMemcpy2DAsync(ws_.last, static_cast<std::size_t>(h * 2), hidden + (T - 1) * h,
+                                             static_cast<std::size_t>(T * h * 2), static_cast<std::size_t>(h * 2),
+                                             static_cast<std::size_t>(b), cudaMemcpyDeviceToDevice, compute_));
+        last = ws_.last;
+      }
+      cuda::layer_norm(last, weight(t, kFinalLnW), weight(t, kFinalLnB), b, h,
+                       static_cast<float>(spec_.layer_norm_eps), ws_.ln, compute_);
+    });
+    timed(Op::kLmHead, t, [&] {
+      cuda::linear(*linear_, ws_.ln, b, h, weight(t, kEmbedTokens), nullptr, spec_.vocab_size, ws_.logits, {},
+                   compute_);
+    });
   }
 
   void value_gather(const Task& t) {
@@ -1156,28 +1281,41 @@ class CudaRuntime final : public Runtime {
   }
 
   void compute_post(const Task& t) {
+    using Op = cuda::OpTimer;
     const std::int64_t b = plan_.policy.gpu_batch_size(), T = tokens_in(t), P = past_len(t);
     const std::int64_t h = spec_.hidden_size, f = spec_.ffn_dim;
     if (sparse(t)) {
-      dequantize_cache(t, P + 1, false, true);
+      if (plan_.policy.compress_cache()) timed(Op::kCacheDequant, t, [&] { dequantize_cache(t, P + 1, false, true); });
       const cuda::KvView view = cache_view(t, true);
-      cuda::sparse_decode_attention(ws_.q, view, pad_dev(t), b, static_cast<int>(spec_.num_heads),
-                                    static_cast<int>(spec_.head_dim()), P, ws_.kept, static_cast<int>(kept_positions(t)),
-                                    ws_.attn, ws_.splits, ws_.splits_bytes, 0, compute_);
+      timed(Op::kAttention, t, [&] {
+        cuda::sparse_decode_attention(ws_.q, view, pad_dev(t), b, static_cast<int>(spec_.num_heads),
+                                      static_cast<int>(spec_.head_dim()), P, ws_.kept,
+                                      static_cast<int>(kept_positions(t)), ws_.attn, ws_.splits, ws_.splits_bytes, 0,
+                                      compute_);
+      });
     }
     __half* hidden = gpu_hidden(t);
     const std::int64_t rows = b * T;
-    cuda::LinearEpilogue add_hidden;
-    add_hidden.residual = hidden;
-    cuda::linear(cublas_, ws_.attn, rows, h, weight(t, kOw), weight(t, kOb), h, ws_.tmp, add_hidden, compute_);
-    cuda::layer_norm(ws_.tmp, weight(t, kMlpLnW), weight(t, kMlpLnB), rows, h, static_cast<float>(spec_.layer_norm_eps),
-                     ws_.ln, compute_);
-    cuda::LinearEpilogue relu;
-    relu.relu = true;
-    cuda::linear(cublas_, ws_.ln, rows, h, weight(t, kFc1w), weight(t, kFc1b), f, ws_.mlp, relu, compute_);
-    cuda::LinearEpilogue add_tmp;
-    add_tmp.residual = ws_.tmp;
-    cuda::linear(cublas_, ws_.mlp, rows, f, weight(t, kFc2w), weight(t, kFc2b), h, hidden, add_tmp, compute_);
+    // Bias and residual (and ReLU for fc1) in the GEMMs' epilogues (cuda::linear's fused path).
+    timed(Op::kOutProj, t, [&] {
+      cuda::LinearEpilogue add_hidden;
+      add_hidden.residual = hidden;
+      cuda::linear(*linear_, ws_.attn, rows, h, weight(t, kOw), weight(t, kOb), h, ws_.tmp, add_hidden, compute_);
+    });
+    timed(Op::kMlpLayerNorm, t, [&] {
+      cuda::layer_norm(ws_.tmp, weight(t, kMlpLnW), weight(t, kMlpLnB), rows, h,
+                       static_cast<float>(spec_.layer_norm_eps), ws_.ln, compute_);
+    });
+    timed(Op::kFc1, t, [&] {
+      cuda::LinearEpilogue relu;
+      relu.relu = true;
+      cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kFc1w), weight(t, kFc1b), f, ws_.mlp, relu, compute_);
+    });
+    timed(Op::kFc2, t, [&] {
+      cuda::LinearEpilogue add_tmp;
+      add_tmp.residual = ws_.tmp;
+      cuda::linear(*linear_, ws_.mlp, rows, f, weight(t, kFc2w), weight(t, kFc2b), h, hidden, add_tmp, compute_);
+    });
   }
 
   // ---- state ---------------------------------------------------------------------------------
@@ -1196,6 +1334,8 @@ class CudaRuntime final : public Runtime {
   std::atomic<Bytes> moved_[4] = {0, 0, 0, 0};
   cudaStream_t compute_ = nullptr, h2d_ = nullptr, d2h_ = nullptr, h2d_small_ = nullptr, d2h_small_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  std::unique_ptr<cuda::LinearContext> linear_;  // fused-epilogue GEMMs (cuBLASLt), on the compute stream
+  cuda::OpTimer op_timer_;
 
   std::vector<StoredLayer> weights_;
   Buffer weight_slot_[2], weight_staging_[2];

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "engine/model/opt_weights.h"
@@ -23,6 +24,7 @@ struct RuntimeOptions {
   std::filesystem::path offload_dir;    // --offload-dir (disk tier)
   ScheduleKind schedule = ScheduleKind::kZigZag;
   bool keep_task_timings = false;       // fill RunReport::task_timings
+  bool keep_op_timings = false;         // CUDA backend: fill RunReport::op_timings (events around each op)
 };
 
 // The shape of one run within the plan's: prompts of up to prompt_len tokens, gen_len steps.
@@ -33,6 +35,16 @@ struct RuntimeOptions {
 struct BlockShape {
   std::int64_t prompt_len = 0;
   std::int64_t gen_len = 0;
+};
+
+// GPU time of one kind of op in one phase (CUDA backend, RuntimeOptions::keep_op_timings): the
+// summed time between CUDA events recorded on the compute stream just before and just after each
+// call. Ops do not overlap on that stream, so their sum is the compute stream's busy time.
+struct OpTiming {
+  std::string op;         // "qkv_proj", "attention", ... (docs/runtime.md)
+  bool decode = false;    // false: prefill (token 0); true: decode steps
+  std::int64_t calls = 0;
+  double busy_s = 0;
 };
 
 struct RunReport {
@@ -53,6 +65,7 @@ struct RunReport {
   LinkBytes moved;                    // bytes the runtime moved over each link
   Bytes gpu_device_bytes = 0;         // CUDA backend: device memory the runtime holds (cudaMemGetInfo)
   std::vector<TaskTiming> task_timings;
+  std::vector<OpTiming> op_timings;   // CUDA backend with keep_op_timings; empty otherwise
 };
 
 class HostRuntime {

@@ -15,6 +15,7 @@ constexpr int kDecodeThreads = 128;
 constexpr int kDecodeWarps = kDecodeThreads / detail::kWarpSize;
 constexpr int kMinRowsPerSplit = 256;
 constexpr int kMaxSplits = 64;
+constexpr int kTargetBlocksPerSm = 6;
 
 struct DecodeParams {
   const __half* q = nullptr;
@@ -270,7 +271,10 @@ std::size_t decode_attention_workspace_bytes(std::int64_t units, int head_dim, i
 int decode_attention_splits(std::int64_t units, int head_dim, std::int64_t rows,
                             std::size_t workspace_bytes) {
   if (units <= 0) return 1;
-  const std::int64_t target_blocks = std::int64_t{16} * multiprocessor_count();
+  // Enough blocks that every SM keeps about 24 warps' loads in flight (each lane has four 16-byte
+  // loads outstanding: ~48 KiB per SM, above the ~30 KiB HBM3e needs per SM at ~800 ns latency);
+  // more splits only add the partials' traffic and the combine kernel's launch.
+  const std::int64_t target_blocks = std::int64_t{kTargetBlocksPerSm} * multiprocessor_count();
   std::int64_t splits = (target_blocks + units - 1) / units;
   splits = std::min(splits, (rows + kMinRowsPerSplit - 1) / kMinRowsPerSplit);
   splits = std::min<std::int64_t>(splits, splits_that_fit(units, head_dim, workspace_bytes));

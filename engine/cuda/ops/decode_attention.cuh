@@ -16,7 +16,7 @@ namespace flexgen::cuda {
 std::size_t decode_attention_workspace_bytes(std::int64_t units, int head_dim, int splits);
 
 // The number of position splits decode_attention uses for `rows` rows per unit when num_splits is
-// 0: enough blocks to fill the GPU (16 blocks of 128 threads per multiprocessor), at least 256
+// 0: enough blocks to keep the memory system busy (6 blocks of 128 threads per multiprocessor), at least 256
 // rows per split, at most 64 splits, capped by the workspace; 1 without workspace.
 int decode_attention_splits(std::int64_t units, int head_dim, std::int64_t rows,
                             std::size_t workspace_bytes);

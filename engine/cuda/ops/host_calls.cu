@@ -127,6 +127,42 @@ std::vector<float> linear(std::span<const float> x, std::int64_t rows, std::int6
   return download_half(dy);
 }
 
+LinearResult linear_in_context(std::span<const float> x, std::int64_t rows, std::int64_t in_features,
+                               std::span<const float> weight, std::span<const float> bias,
+                               std::int64_t out_features, float alpha, bool relu,
+                               std::span<const float> residual, bool fused, bool misaligned_bias) {
+  assert(static_cast<std::int64_t>(x.size()) == rows * in_features);
+  assert(static_cast<std::int64_t>(weight.size()) == out_features * in_features);
+  CublasHandle handle;
+  constexpr std::size_t kWorkspace = std::size_t{32} << 20;
+  DeviceBuffer<std::byte> workspace(kWorkspace);
+  LinearContext ctx(handle.get(), workspace.get(), kWorkspace);
+  ctx.set_fused(fused);
+  auto dx = upload_half(x);
+  auto dw = upload_half(weight);
+  // The bias at element 1 of its buffer when misaligned (cudaMalloc's base is 256-byte aligned).
+  std::vector<float> padded_bias;
+  if (!bias.empty()) {
+    padded_bias.assign(misaligned_bias ? 1 : 0, 0.0f);
+    padded_bias.insert(padded_bias.end(), bias.begin(), bias.end());
+  }
+  auto db = upload_half(padded_bias);
+  auto dr = upload_half(residual);
+  auto dy = poisoned<__half>(static_cast<std::size_t>(rows * out_features));
+  LinearEpilogue epilogue;
+  epilogue.alpha = alpha;
+  epilogue.relu = relu;
+  epilogue.residual = residual.empty() ? nullptr : dr.get();
+  const __half* b = bias.empty() ? nullptr : db.get() + (misaligned_bias ? 1 : 0);
+  cuda::linear(ctx, dx.get(), rows, in_features, dw.get(), b, out_features, dy.get(), epilogue, nullptr);
+  finish();
+  LinearResult r;
+  r.y = download_half(dy);
+  r.fused = ctx.fused_calls() == 1;
+  assert(ctx.fused_calls() + ctx.plain_calls() == 1);
+  return r;
+}
+
 std::vector<float> embedding(std::span<const std::int32_t> ids, std::span<const std::int64_t> pad_len,
                              std::int64_t tokens, std::int64_t past,
                              std::span<const float> token_table, std::int64_t vocab,

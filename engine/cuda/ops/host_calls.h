@@ -26,6 +26,18 @@ std::vector<float> linear(std::span<const float> x, std::int64_t rows, std::int6
                           std::span<const float> weight, std::span<const float> bias,
                           std::int64_t out_features, bool relu, std::span<const float> residual);
 
+// The linear op through a LinearContext: y = act(alpha x W^T + bias) + residual. `fused` false
+// forces the plain path; `misaligned_bias` places the bias 2 bytes past a 16-byte boundary (which
+// the fused path refuses). Returns y and whether the fused (cuBLASLt) path took the call.
+struct LinearResult {
+  std::vector<float> y;
+  bool fused = false;
+};
+LinearResult linear_in_context(std::span<const float> x, std::int64_t rows, std::int64_t in_features,
+                               std::span<const float> weight, std::span<const float> bias,
+                               std::int64_t out_features, float alpha, bool relu,
+                               std::span<const float> residual, bool fused, bool misaligned_bias = false);
+
 // Checks ids and position rows as opt_embed does (flexgen::Error naming the sequence, position
 // and id), then runs the kernel. Batch = pad_len.size().
 std::vector<float> embedding(std::span<const std::int32_t> ids, std::span<const std::int64_t> pad_len,

@@ -74,19 +74,21 @@ __global__ void masked_causal_softmax_kernel(__half* scores, std::int64_t rows, 
   }
 }
 
-// Pointers of the two GEMMs for units [begin, begin + n) of one part.
+// Pointers of the two GEMMs for units [begin, begin + n) of one part and the query block of
+// `block_tokens` queries from query q0 (scores [n, block_tokens, cols]).
 __global__ void gemm_pointers_kernel(KvPart part, std::int64_t begin, std::int64_t n, const __half* q,
                                      __half* out, __half* scores, int num_heads, int head_dim,
-                                     std::int64_t tokens, std::int64_t cols, const void** ptrs) {
+                                     std::int64_t tokens, std::int64_t q0, std::int64_t block_tokens,
+                                     std::int64_t cols, const void** ptrs) {
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const std::int64_t u = begin + i;
   const std::int64_t s = u / num_heads;
   const std::int64_t head = u % num_heads;
   const std::int64_t hidden = static_cast<std::int64_t>(num_heads) * head_dim;
-  const std::int64_t q_off = s * tokens * hidden + head * head_dim;
+  const std::int64_t q_off = (s * tokens + q0) * hidden + head * head_dim;
   const std::int64_t kv_off = (u - part.unit_begin) * head_dim;
-  __half* score = scores + i * tokens * cols;
+  __half* score = scores + i * block_tokens * cols;
   ptrs[0 * n + i] = part.keys + kv_off;    // GEMM 1: A = K
   ptrs[1 * n + i] = q + q_off;             //         B = Q
   ptrs[2 * n + i] = score;                 //         C = S
@@ -145,24 +147,29 @@ void prefill_attention_gemm(cublasHandle_t handle, const __half* q, const KvView
       auto* scores = reinterpret_cast<__half*>(bytes);
       const std::size_t score_bytes = (static_cast<std::size_t>(n * tokens * cols) * sizeof(__half) + 255) / 256 * 256;
       auto* ptrs = reinterpret_cast<const void**>(bytes + score_bytes);
-      gemm_pointers_kernel<<<static_cast<unsigned>((n + 127) / 128), 128, 0, stream>>>(
-          part, begin, n, q, out, scores, num_heads, head_dim, tokens, cols, ptrs);
-      FLEXGEN_CUDA_CHECK_LAUNCH("gemm_pointers_kernel", str_cat("units=", n));
       const int ld_kv = static_cast<int>(part.position_stride);
       const int ld_q = num_heads * head_dim;
-      // S^T (cols x tokens, column-major) = K^T-op(K) * Q: scores row-major [tokens, cols].
-      FLEXGEN_CUBLAS_CHECK(cublasGemmBatchedEx(
-          handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(cols), static_cast<int>(tokens), head_dim,
-          &one, ptrs + 0 * n, CUDA_R_16F, ld_kv, ptrs + 1 * n, CUDA_R_16F, ld_q, &zero,
-          const_cast<void**>(ptrs + 2 * n), CUDA_R_16F, static_cast<int>(cols), static_cast<int>(n),
-          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-      masked_causal_softmax(scores, n, begin, num_heads, pad_len, tokens, past, stream);
-      // O^T (head_dim x tokens) = V^T-layout * P^T: out row-major [tokens, head_dim] with ld hidden.
-      FLEXGEN_CUBLAS_CHECK(cublasGemmBatchedEx(
-          handle, CUBLAS_OP_N, CUBLAS_OP_N, head_dim, static_cast<int>(tokens), static_cast<int>(cols),
-          &one, ptrs + 3 * n, CUDA_R_16F, ld_kv, ptrs + 4 * n, CUDA_R_16F, static_cast<int>(cols), &zero,
-          const_cast<void**>(ptrs + 5 * n), CUDA_R_16F, ld_q, static_cast<int>(n), CUBLAS_COMPUTE_32F,
-          CUBLAS_GEMM_DEFAULT));
+      // Causal: the queries of block [q0, q0 + bt) see keys [0, past + q0 + bt) only, so each
+      // block's scores are [bt, past + q0 + bt]; the blocks' scores fit the buffer of the whole.
+      for (std::int64_t q0 = 0; q0 < tokens; q0 += kPrefillQueryBlock) {
+        const std::int64_t bt = std::min<std::int64_t>(kPrefillQueryBlock, tokens - q0);
+        const std::int64_t bcols = past + q0 + bt;
+        gemm_pointers_kernel<<<static_cast<unsigned>((n + 127) / 128), 128, 0, stream>>>(
+            part, begin, n, q, out, scores, num_heads, head_dim, tokens, q0, bt, bcols, ptrs);
+        FLEXGEN_CUDA_CHECK_LAUNCH("gemm_pointers_kernel", str_cat("units=", n, " q0=", q0));
+        // S^T (bcols x bt, column-major) = K^T-op(K) * Q: scores row-major [bt, bcols].
+        FLEXGEN_CUBLAS_CHECK(cublasGemmBatchedEx(
+            handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(bcols), static_cast<int>(bt), head_dim, &one,
+            ptrs + 0 * n, CUDA_R_16F, ld_kv, ptrs + 1 * n, CUDA_R_16F, ld_q, &zero, const_cast<void**>(ptrs + 2 * n),
+            CUDA_R_16F, static_cast<int>(bcols), static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        masked_causal_softmax(scores, n, begin, num_heads, pad_len, bt, past + q0, stream);
+        // O^T (head_dim x bt) = V^T-layout * P^T: out row-major [bt, head_dim] with ld hidden.
+        FLEXGEN_CUBLAS_CHECK(cublasGemmBatchedEx(
+            handle, CUBLAS_OP_N, CUBLAS_OP_N, head_dim, static_cast<int>(bt), static_cast<int>(bcols), &one,
+            ptrs + 3 * n, CUDA_R_16F, ld_kv, ptrs + 4 * n, CUDA_R_16F, static_cast<int>(bcols), &zero,
+            const_cast<void**>(ptrs + 5 * n), CUDA_R_16F, ld_q, static_cast<int>(n), CUBLAS_COMPUTE_32F,
+            CUBLAS_GEMM_DEFAULT));
+      }
     }
   }
 }

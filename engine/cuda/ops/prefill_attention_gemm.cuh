@@ -1,6 +1,7 @@
 #pragma once
-// Prefill attention on tensor cores: per unit, scores = Q K^T (cuBLAS batched GEMM, fp16 in, fp32
-// accumulation, fp16 out), a masked softmax kernel, then out = P V (a second batched GEMM). The
+// Prefill attention on tensor cores: per unit and causal block of queries, scores = Q K^T (cuBLAS
+// batched GEMM, fp16 in, fp32 accumulation, fp16 out), a masked softmax kernel, then out = P V (a
+// second batched GEMM). The
 // same contract as prefill_attention (prefill_attention.cuh): causal over positions
 // pad_len[b] .. p, a padding query attends to its own key only, units in no part are skipped.
 // Trades memory traffic over a [units, tokens, past + tokens] fp16 score buffer for tensor-core
@@ -16,6 +17,10 @@
 #include "engine/cuda/ops/kv_view.cuh"
 
 namespace flexgen::cuda {
+
+// Queries per causal block: the queries [q0, q0 + kPrefillQueryBlock) of a unit are scored against
+// keys [0, past + q0 + kPrefillQueryBlock) only (for T = 512, 62.5% of the full T x T work).
+inline constexpr std::int64_t kPrefillQueryBlock = 128;
 
 // Workspace bytes to process `chunk_units` units per step (scores plus pointer arrays).
 std::size_t prefill_attention_gemm_workspace_bytes(std::int64_t chunk_units, std::int64_t tokens,

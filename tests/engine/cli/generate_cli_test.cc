@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/cuda/device_info.h"
 #include "engine/text/bpe_tokenizer.h"
 #include "support/fixture.h"
 #include "support/run_command.h"
@@ -63,6 +64,45 @@ TEST(GenerateCli, ARealModelWithoutAPromptRunsOnADummyPrompt) {
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["sequences"][0]["prompt_tokens"].size(), 6u);
   EXPECT_LE(j["sequences"][0]["output_tokens"].size(), 4u);
+}
+
+// --op-times on the CUDA backend: per phase the wall, busy and idle seconds and the ops' calls,
+// the busy time within the wall time, and the tokens unchanged by the timing events.
+TEST(GenerateCli, OpTimesOnTheCudaBackend) {
+  if (list_gpus().empty()) GTEST_SKIP() << "no GPU";
+  const auto& ref = tiny_opt_reference();
+  const auto r = run_flexgen("generate " + tiny() + " --prompt Hello --gen-len 16 --json --backend cuda --op-times");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["sequences"][0]["output_tokens"].get<std::vector<int>>(),
+            ref["hello_new_tokens"].get<std::vector<int>>());
+  const auto& ops = j["op_times"];
+  for (const char* phase : {"prefill", "decode"}) {
+    SCOPED_TRACE(phase);
+    const auto& p = ops[phase];
+    const double wall = p["wall_s"].get<double>(), busy = p["busy_s"].get<double>();
+    EXPECT_GT(busy, 0.0);
+    EXPECT_LE(busy, wall * 1.01 + 1e-4);
+    EXPECT_NEAR(p["idle_s"].get<double>(), wall - busy, 1e-9 + 1e-6 * wall);
+    for (const char* op : {"attn_layer_norm", "qkv_proj", "attention", "out_proj", "mlp_layer_norm", "fc1", "fc2",
+                           "final_layer_norm", "lm_head", "sampling", "embedding"}) {
+      ASSERT_TRUE(p["ops"].contains(op)) << op;
+      EXPECT_GT(p["ops"][op]["calls"].get<std::int64_t>(), 0) << op;
+    }
+  }
+  // One call per decoder layer and step (the fixture's layers x 15 decode steps).
+  const std::int64_t layers = ops["prefill"]["ops"]["fc1"]["calls"].get<std::int64_t>();
+  EXPECT_EQ(ops["decode"]["ops"]["attention"]["calls"].get<std::int64_t>(), 15 * layers);
+  EXPECT_EQ(ops["decode"]["ops"]["lm_head"]["calls"].get<std::int64_t>(), 15);
+  // All-GPU fp16 cache: the decode steps' key and value projections write into the cache.
+  EXPECT_FALSE(ops["decode"]["ops"].contains("cache_append"));
+  EXPECT_TRUE(ops["prefill"]["ops"].contains("cache_append"));
+}
+
+TEST(GenerateCli, OpTimesNeedTheCudaBackend) {
+  const auto r = run_flexgen("generate " + tiny() + " --prompt Hello --gen-len 2 --backend host --op-times");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("--op-times"));
 }
 
 TEST(GenerateCli, HelpListsFlexGenFlags) {

@@ -273,6 +273,55 @@ INSTANTIATE_TEST_SUITE_P(Placements, CudaOffloadMatrix,
                                             ::testing::Bool()),
                          matrix_name);
 
+// Op timings (events around every op of the compute tasks) change no token; every decoder layer's
+// ops are counted once per step; the busy time stays within each phase's wall time. With the whole
+// fp16 cache on the GPU the decode steps write the new rows in place (no cache_append op); with
+// the cache on the CPU they are appended to the slot.
+TEST(CudaRuntime, OpTimingsCountEveryOpAndLeaveTheTokens) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  for (const bool cache_on_gpu : {true, false}) {
+    SCOPED_TRACE(cache_on_gpu ? "cache on the GPU" : "cache on the CPU");
+    RunSetup s;
+    s.percent = {100, 0, cache_on_gpu ? 100.0 : 0.0, cache_on_gpu ? 0.0 : 100.0, 100, 0};
+    TempDir dir;
+    RuntimeOptions o = options_in(dir);
+    o.keep_op_timings = true;
+    auto runtime = make_cuda_runtime(plan_for(s), {&weights(), 0}, o);
+    const RunReport r = runtime->generate(prompts(2), SamplingConfig{}, std::nullopt);
+    EXPECT_EQ(r.tokens, all_gpu_tokens(1));
+    std::map<std::pair<std::string, bool>, std::int64_t> calls;
+    double busy[2] = {0, 0};
+    for (const OpTiming& t : r.op_timings) {
+      calls[std::make_pair(t.op, t.decode)] = t.calls;
+      busy[t.decode ? 1 : 0] += t.busy_s;
+      EXPECT_GE(t.busy_s, 0.0) << t.op;
+    }
+    auto calls_of = [&](const std::string& op, bool decode) {
+      const auto it = calls.find(std::make_pair(op, decode));
+      return it == calls.end() ? std::int64_t{0} : it->second;
+    };
+    const std::int64_t layers = spec().num_layers, steps = kGenLen - 1;
+    for (const char* op : {"attn_layer_norm", "qkv_proj", "attention", "out_proj", "mlp_layer_norm", "fc1", "fc2"}) {
+      EXPECT_EQ(calls_of(op, false), layers) << op;
+      EXPECT_EQ(calls_of(op, true), layers * steps) << op;
+    }
+    for (const char* op : {"embedding", "final_layer_norm", "lm_head", "sampling"}) {
+      EXPECT_EQ(calls_of(op, false), 1) << op;
+      EXPECT_EQ(calls_of(op, true), steps) << op;
+    }
+    EXPECT_EQ(calls_of("cache_append", false), layers);
+    EXPECT_EQ(calls_of("cache_append", true) > 0, !cache_on_gpu);
+    EXPECT_GT(busy[0], 0.0);
+    EXPECT_GT(busy[1], 0.0);
+    EXPECT_LE(busy[0], r.prefill_s * 1.01 + 1e-4);
+    EXPECT_LE(busy[1], r.decode_s * 1.01 + 1e-4);
+  }
+  RunSetup s;
+  TempDir dir;
+  auto runtime = make_cuda_runtime(plan_for(s), {&weights(), 0}, options_in(dir));
+  EXPECT_TRUE(runtime->generate(prompts(2), SamplingConfig{}, std::nullopt).op_timings.empty());
+}
+
 TEST(CudaRuntime, ActivationsOffTheGpuGiveTheSameTokens) {
   if (!have_gpu()) GTEST_SKIP() << "no GPU";
   for (double act_cpu : {100.0, 0.0}) {

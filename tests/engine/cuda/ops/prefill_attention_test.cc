@@ -90,8 +90,9 @@ TEST(CudaPrefillAttention, MatchesUnitAttention) {
   }
 }
 
-// The tensor-core path (batched GEMMs + masked softmax), in one chunk and in chunks of 1 and 3
-// units. Tolerance 4e-3: scores and probabilities are rounded to fp16 between the steps.
+// The tensor-core path (batched GEMMs + masked softmax per causal block of kPrefillQueryBlock
+// queries), in one chunk and in chunks of 1 and 3 units. Tolerance 4e-3: scores and probabilities
+// are rounded to fp16 between the steps.
 TEST(CudaPrefillAttentionGemm, MatchesUnitAttention) {
   if (list_gpus().empty()) GTEST_SKIP() << "no GPU";
   std::mt19937 rng(31);
@@ -100,7 +101,10 @@ TEST(CudaPrefillAttentionGemm, MatchesUnitAttention) {
       {3, 2, 128, 70, 0, {0, 33, 69}, 3, 0, 1},
       {1, 2, 40, 5, 11, {3}, 1, 2, 0},
       {2, 1, 16, 33, 0, {1, 0}, 0, 0, 0},
-      {2, 4, 128, 129, 0, {0, 100}, 5, 2, 3}};
+      {2, 4, 128, 129, 0, {0, 100}, 5, 2, 3},     // 2 causal query blocks, the last of one query
+      {2, 2, 64, 300, 0, {0, 257}, 3, 1, 0},      // 3 blocks; padding past the first two
+      {1, 3, 64, 150, 20, {6}, 2, 0, 2},          // past > 0 with 2 blocks
+      {1, 1, 128, 256, 0, {130}, 1, 0, 0}};       // 2 full blocks, padding into the second
   for (const PrefillCase& c : cases) {
     const PrefillRun run = make_run(c, rng);
     for (std::int64_t chunk : {0, 1, 3}) {
