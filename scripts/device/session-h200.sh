@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# One call on the lent GPU machine with binaries built here and carried (see docs/reproducing.md):
+# profile the machine into experiments/hardware/h200-measured.json (unless it is there), run P1 of
+# issue 4 a few times (one with --op-times), the CUDA tests of the `test` build (fault points
+# compiled in), then engine sweeps with the time left, resuming from the committed results.
+# Usage (repository root; carry .device-deps, build/release/engine/flexgen, build/test/engine/flexgen,
+# build/test/tests/flexgen_tests):
+#   source .device-deps/env.sh && DEADLINE=560 bash scripts/device/session-h200.sh COMMIT [SWEEP.json ...]
+# P1=0 skips the P1 runs, TESTS=0 the tests; GTEST_FILTER narrows them. Files come back in $OUT
+# (at most 8): session.log, h200-measured.json and its measurements, p1-runs.jsonl, gpu-tests.log,
+# and <sweep>.jsonl and <sweep>.log per sweep.
+set -uo pipefail
+commit=${1:?commit}
+shift
+out=${OUT:-/tmp/flexgen-out}
+mkdir -p "$out"
+start=$(date +%s)
+deadline=${DEADLINE:-560}
+R=build/release/engine/flexgen
+T=build/test/tests/flexgen_tests
+log=$out/session.log
+say() { echo "$*" | tee -a "$log"; }
+elapsed() { echo $(( $(date +%s) - start )); }
+say "== session commit $commit: $(nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | head -1); $(nproc) cores; $(free -g | awk '/Mem/ {print $2}') GiB"
+
+spec=experiments/hardware/h200-measured.json
+if [ ! -f "$spec" ]; then
+  "$R" profile --name h200-measured --output "$spec" --details "$out/h200-measured-measurements.json" \
+      --offload-dir /tmp/flexgen-offload >>"$log" 2>&1
+  say "profile: rc=$? at $(elapsed) s"
+  cp "$spec" "$out/h200-measured.json" 2>/dev/null
+fi
+
+if [ "${P1:-1}" != 0 ]; then
+  p1=(generate --model opt-6.7b --prompt-len 512 --gen-len 32 --backend cuda --json --task-times
+      --percent 100 0 100 0 100 0 --gpu-batch-size 32 --num-gpu-batches 1)
+  for label in run1 run2 run3 op-times; do
+    extra=()
+    [ "$label" = op-times ] && extra=(--op-times)
+    t0=$(date +%s)
+    "$R" "${p1[@]}" "${extra[@]}" >"$out/p1-one.json" 2>"$out/p1-one.err"
+    rc=$?
+    python3 - "$out/p1-one.json" "$label" "$rc" "$(( $(date +%s) - t0 ))" "$commit" "$out/p1-one.err" \
+        "flexgen ${p1[*]} ${extra[*]}" >>"$out/p1-runs.jsonl" <<'PY'
+import datetime, hashlib, json, sys
+path, label, rc, wall, commit, err, command = sys.argv[1:]
+try:
+    j = json.load(open(path))
+except Exception as e:
+    j = {"error": str(e), "stderr": open(err).read()[-2000:]}
+tokens = [s.get("output_tokens") for s in j.pop("sequences", [])]
+j.update({"bench": "P1", "label": label, "rc": int(rc), "wall_s_with_setup": int(wall), "commit": commit,
+          "command": command, "flexgen_tok_s": 932, "target_tok_s": 1400,
+          "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+          "tokens_hash": hashlib.sha1(json.dumps(tokens).encode()).hexdigest()})
+print(json.dumps(j, sort_keys=True))
+PY
+    rm -f "$out/p1-one.json" "$out/p1-one.err"
+  done
+  python3 - "$out/p1-runs.jsonl" <<'PY' | tee -a "$log"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+for r in rows:
+    print("P1 %-9s rc=%s %8.1f tok/s  prefill %.3f s  decode %.3f s  setup+run %s s  tokens %s" % (
+        r["label"], r["rc"], r.get("throughput_tok_s", 0), r.get("prefill_s", 0), r.get("decode_s", 0),
+        r["wall_s_with_setup"], r["tokens_hash"][:8]))
+print("P1 tokens identical in every run:", len({r["tokens_hash"] for r in rows}) == 1)
+PY
+  say "P1 done at $(elapsed) s"
+fi
+
+if [ "${TESTS:-1}" != 0 ]; then
+  left=$(( deadline - 150 - $(elapsed) ))
+  [ "$left" -gt 240 ] && left=240
+  timeout "$left" "$T" --gtest_filter="${GTEST_FILTER:-Cuda*:*Gpu*:GenerateCli*:TinyOpt*:CpuAttention*}" \
+      >"$out/gpu-tests.log" 2>&1
+  rc=$?
+  grep -E "^\[  FAILED|^\[  PASSED|^\[  SKIPPED \] [0-9]|tests ran" "$out/gpu-tests.log" | head -30 | tee -a "$log"
+  say "tests: rc=$rc at $(elapsed) s"
+fi
+
+for sweep in "$@"; do
+  name=$(basename "$sweep" .json)
+  [ -f "results/sweeps/$name.jsonl" ] && cp "results/sweeps/$name.jsonl" "$out/$name.jsonl"
+  left=$(( deadline - $(elapsed) ))
+  if [ "$left" -le 40 ]; then say "no time left for $name"; continue; fi
+  say "sweep $name: up to $left s"
+  timeout --kill-after=10 "$left" "$R" sweep "$sweep" --commit "$commit" --output "$out/$name.jsonl" 2> "$out/$name.log"
+  say "sweep $name: rc=$? at $(elapsed) s"
+  tail -16 "$out/$name.log" | tee -a "$log"
+done
+say "total: $(elapsed) s"
