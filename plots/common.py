@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "results" / "sweeps"
+RESULTS = pathlib.Path(os.environ.get("FLEXGEN_RESULTS", ROOT / "results")) / "sweeps"
 FIGURES = pathlib.Path(os.environ.get("FLEXGEN_FIGURES", ROOT / "plots" / "figures"))
 
 # Published numbers (Sheng et al., "FlexGen", ICML 2023; arXiv 2303.06865): generation throughput

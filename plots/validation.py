@@ -7,9 +7,9 @@ import sys
 
 import matplotlib.pyplot as plt
 
-from common import ROOT, save
+from common import RESULTS, save
 
-VALIDATION = ROOT / "results" / "validation" / "ablation-h200.json"
+VALIDATION = RESULTS.parent / "validation" / "ablation-h200.json"
 
 
 def main():
