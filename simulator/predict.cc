@@ -58,6 +58,24 @@ Prediction predict_run(const Plan& plan, const Schedule& schedule, const Hardwar
   return p;
 }
 
+Estimate simulated_estimate(const ModelSpec& spec, const Workload& workload, const Policy& policy,
+                            const HardwareSpec& hardware, ScheduleKind kind) {
+  Workload w = workload;
+  w.num_sequences = policy.block_size();
+  const Plan plan = make_plan(spec, w, policy);
+  const Schedule schedule = make_schedule(plan, kind);
+  const SimResult r = predict_run(plan, schedule, hardware).result;
+  Estimate e;
+  e.prefill_s = to_seconds(r.prefill_ns);
+  e.decode_s = to_seconds(r.decode_ns);
+  e.total_s = to_seconds(r.makespan);
+  e.generated_tokens = r.generated_tokens;
+  e.throughput_tok_s = r.throughput_tok_s;
+  e.decode_throughput_tok_s = r.decode_throughput_tok_s;
+  for (int i = 0; i < kNumResources; ++i) e.busy[static_cast<std::size_t>(i)] = to_seconds(r.busy[static_cast<std::size_t>(i)]);
+  return e;
+}
+
 nlohmann::json prediction_json(const Prediction& prediction) {
   const SimResult& r = prediction.result;
   nlohmann::json resources = nlohmann::json::object();

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/hardware_spec.h"
+#include "engine/costmodel/estimate.h"
 #include "engine/runtime/plan.h"
 #include "engine/runtime/schedule.h"
 #include "simulator/simulator.h"
@@ -37,6 +38,11 @@ struct Prediction {
 // Throws flexgen::Error for a plan over `options.capacities` (the engine's message).
 Prediction predict_run(const Plan& plan, const Schedule& schedule, const HardwareSpec& hardware,
                        const SimOptions& options = {});
+
+// The simulator's figures as a cost-model Estimate (times, throughputs, busy per resource; no
+// memory), for the policy search's reprice (SearchOptions::reprice).
+Estimate simulated_estimate(const ModelSpec& spec, const Workload& workload, const Policy& policy,
+                            const HardwareSpec& hardware, ScheduleKind kind = ScheduleKind::kZigZag);
 
 // The figures of a prediction: prefill_s, decode_s, total_s, generated_tokens, throughput_tok_s,
 // decode_throughput_tok_s, resources {name: {busy_s, utilization}}, critical_resource {prefill,

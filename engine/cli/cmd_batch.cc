@@ -26,6 +26,7 @@
 #include "engine/core/input_lookup.h"
 #include "engine/runtime/runtime.h"
 #include "engine/search/policy_search.h"
+#include "simulator/predict.h"
 
 namespace po = boost::program_options;
 
@@ -103,6 +104,7 @@ Policy searched_policy(const RunFlags& flags, const po::variables_map& vm, const
   for (std::int64_t k : batch_counts) {
     options.num_gpu_batches = k;
     options.max_gpu_batch_size = std::max<std::int64_t>(1, n / k);
+    options.reprice = [&](const Policy& policy) { return simulated_estimate(spec, w, policy, hw); };
     try {
       const SearchResult result = search_policy(spec, w, hw, options);
       if (result.candidates.empty()) continue;

@@ -14,11 +14,19 @@
 #include "engine/core/units_parse.h"
 #include "engine/search/policy_search.h"
 #include "engine/search/search_report.h"
+#include "simulator/predict.h"
 
 namespace po = boost::program_options;
 
 namespace flexgen::cli {
 namespace {
+
+Workload workload_for(std::int64_t prompt_len, std::int64_t gen_len) {
+  Workload w;
+  w.prompt_len = prompt_len;
+  w.gen_len = gen_len;
+  return w;
+}
 
 constexpr const char* kUsage =
     "usage: flexgen search --model MODEL [--hardware FILE] [options]\n\n"
@@ -38,7 +46,7 @@ int run_search(const std::vector<std::string>& args) {
   std::string hardware = kDefaultHardwareFile;
   std::int64_t gpu_batch_size = 0, num_gpu_batches = 0;
   bool compress_weight = false, compress_cache = false, cpu_cache_compute = false, no_cpu_cache_compute = false;
-  bool no_disk = false, json = false;
+  bool no_disk = false, json = false, estimate_only = false;
   double attn_sparsity = 1.0;
   int top = 1;
   std::string gpu_mem, cpu_mem, disk_mem;
@@ -64,6 +72,8 @@ int run_search(const std::vector<std::string>& args) {
       ("cpu-mem", po::value(&cpu_mem), "override the hardware file's CPU memory")
       ("disk-mem", po::value(&disk_mem), "override the hardware file's disk space")
       ("top", po::value(&top)->default_value(top), "also show the runners-up: the N best policies")
+      ("estimate-only", po::bool_switch(&estimate_only),
+       "rank by the per-step estimate alone (default: the best candidates are replayed on the simulator, which follows the engine's dependencies, and ranked by that)")
       ("json", po::bool_switch(&json), "print one JSON object instead of text");
   po::variables_map vm;
   if (!parse_command_line(args, kUsage, desc, vm)) return 0;
@@ -89,6 +99,9 @@ int run_search(const std::vector<std::string>& args) {
   options.allow_disk = !no_disk;
   options.attn_sparsity = attn_sparsity;
   options.top = top;
+  if (!estimate_only) {
+    options.reprice = [&](const Policy& policy) { return simulated_estimate(spec, workload_for(prompt_len, gen_len), policy, hw); };
+  }
 
   Workload workload;
   workload.prompt_len = prompt_len;

@@ -78,10 +78,17 @@ Policy point_policy(const PointParams& p, const ModelSpec& spec, const std::opti
                                                      : SearchChoice::kOff;
   options.allow_disk = p.allow_disk;
   options.attn_sparsity = p.attn_sparsity;
+  options.reprice = [&](const Policy& policy) {
+    PolicyConfig c = policy.config();
+    c.overlap = p.overlap;
+    c.pin_weight = p.pin_weight;
+    return simulated_estimate(spec, point_workload(p), Policy::create(c), *hw, p.schedule);
+  };
   const SearchResult result = search_policy(spec, point_workload(p), *hw, options);
   FLEXGEN_REQUIRE(!result.candidates.empty(), "the policy search found no policy");
   const SearchCandidate& best = result.candidates.front();
   search_row = {{"predicted_throughput_tok_s", best.estimate.throughput_tok_s},
+                {"step_estimate_tok_s", best.step_estimate_tok_s},
                 {"lp_throughput_tok_s", best.lp_throughput_tok_s},
                 {"lp_solves", result.lp_solves},
                 {"elapsed_s", result.elapsed_s}};

@@ -529,7 +529,9 @@ SearchResult Searcher::run() {
     });
     if (!seen) classes.push_back(r);
   }
-  const std::size_t want = static_cast<std::size_t>(std::max(options_.top, 1));
+  const std::size_t top = static_cast<std::size_t>(std::max(options_.top, 1));
+  const std::size_t want =
+      options_.reprice ? std::max(top, static_cast<std::size_t>(std::max(options_.reprice_candidates, 1))) : top;
   // Realise classes in the order of their LP; stop once the LP of the next class (nearly an upper
   // bound of what rounding can give: it relaxes whole tensors and units) cannot beat the top
   // `want` found so far, or after kMaxRealised classes.
@@ -556,6 +558,18 @@ SearchResult Searcher::run() {
     return a.estimate.throughput_tok_s > b.estimate.throughput_tok_s;
   });
   if (found.size() > want) found.erase(found.begin() + static_cast<std::ptrdiff_t>(want), found.end());
+  for (SearchCandidate& c : found) c.step_estimate_tok_s = c.estimate.throughput_tok_s;
+  if (options_.reprice) {
+    for (SearchCandidate& c : found) {
+      Estimate priced = options_.reprice(c.policy);
+      priced.memory = c.estimate.memory;
+      c.estimate = priced;
+    }
+    std::stable_sort(found.begin(), found.end(), [](const SearchCandidate& a, const SearchCandidate& b) {
+      return a.estimate.throughput_tok_s > b.estimate.throughput_tok_s;
+    });
+    if (found.size() > top) found.erase(found.begin() + static_cast<std::ptrdiff_t>(top), found.end());
+  }
   SearchResult result;
   result.candidates = std::move(found);
   result.lp_solves = lp_solves_;

@@ -7,6 +7,7 @@
 // cache units — and priced again with the per-task cost model on the actual plan and schedule;
 // that is what is reported.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -31,15 +32,23 @@ struct SearchOptions {
   double attn_sparsity = 1.0;                   // fixed
   int top = 1;                                  // how many policies to return
   std::int64_t max_gpu_batch_size = 4096;       // where the batch-size walk stops at the latest
+  // Prices a realised candidate again (its time figures; the memory stays the cost model's): the
+  // commands pass the simulator's replay of the real schedule (simulator/predict.h), which follows
+  // the engine's dependencies where the per-step estimate assumes every resource overlaps. The
+  // best `reprice_candidates` by the estimate are priced so and ranked by it.
+  std::function<Estimate(const Policy&)> reprice;
+  int reprice_candidates = 4;
 };
 
 struct SearchCandidate {
   Policy policy;
-  Estimate estimate;               // the per-task cost model on the real plan and schedule
+  Estimate estimate;               // the per-task cost model on the real plan and schedule (or
+                                   // SearchOptions::reprice's figures when given)
   double lp_seconds = 0;           // the LP's run time for this class before rounding
   double lp_throughput_tok_s = 0;  // block x gen_len / lp_seconds
   PlacementShares lp_shares;       // the LP's placement before rounding
   PlacementShares shares;          // the real plan's effective placement
+  double step_estimate_tok_s = 0;  // the per-step estimate's throughput (before any reprice)
 };
 
 struct SearchResult {

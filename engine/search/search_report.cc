@@ -60,6 +60,7 @@ nlohmann::json candidate_json(const std::string& model, const Workload& workload
           {"decode_s", e.decode_s},
           {"total_s", e.total_s},
           {"lp_throughput_tok_s", c.lp_throughput_tok_s},
+          {"step_estimate_tok_s", c.step_estimate_tok_s},
           {"peak_bytes", tier_json(e.memory.peak())},
           {"buffer_bytes", tier_json(e.memory.buffers)},
           {"gpu_workspace_bytes", {{"prefill", whole(e.memory.gpu_workspace.prefill)},
@@ -113,7 +114,8 @@ std::string search_result_text(const std::string& model, const Workload& workloa
     if (p.compress_cache()) out += "; 4-bit cache";
     out += "\n  predicted: " + fixed(e.throughput_tok_s, 3) + " token/s (prefill " + fixed(e.prefill_s, 2) +
            " s, decode " + fixed(e.decode_s, 2) + " s, decode " + fixed(e.decode_throughput_tok_s, 3) +
-           " token/s); the LP before rounding: " + fixed(c.lp_throughput_tok_s, 3) + " token/s\n";
+           " token/s); the per-step estimate: " + fixed(c.step_estimate_tok_s, 3) + " token/s; the LP before rounding: " +
+           fixed(c.lp_throughput_tok_s, 3) + " token/s\n";
     const TierValues peak = e.memory.peak();
     out += "  peak memory:";
     for (Tier t : kAllTiers) {
