@@ -1,5 +1,7 @@
 #include "engine/search/policy_search.h"
 
+#include "engine/core/parallel.h"
+
 #include <algorithm>
 #include <cassert>
 #include <chrono>
@@ -560,11 +562,15 @@ SearchResult Searcher::run() {
   if (found.size() > want) found.erase(found.begin() + static_cast<std::ptrdiff_t>(want), found.end());
   for (SearchCandidate& c : found) c.step_estimate_tok_s = c.estimate.throughput_tok_s;
   if (options_.reprice) {
-    for (SearchCandidate& c : found) {
-      Estimate priced = options_.reprice(c.policy);
-      priced.memory = c.estimate.memory;
-      c.estimate = priced;
-    }
+    // Independent replays: in parallel (a large block's replay takes seconds).
+    parallel_for(static_cast<std::int64_t>(found.size()), 1, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) {
+        SearchCandidate& c = found[static_cast<std::size_t>(i)];
+        Estimate priced = options_.reprice(c.policy);
+        priced.memory = c.estimate.memory;
+        c.estimate = priced;
+      }
+    });
     std::stable_sort(found.begin(), found.end(), [](const SearchCandidate& a, const SearchCandidate& b) {
       return a.estimate.throughput_tok_s > b.estimate.throughput_tok_s;
     });

@@ -6,6 +6,8 @@
 #include <random>
 
 #include <gmock/gmock.h>
+#include <mutex>
+
 #include <gtest/gtest.h>
 
 #include "engine/core/error.h"
@@ -86,6 +88,38 @@ TEST(PolicySearch, Opt30bOnT4LooksLikeThePaper) {
   EXPECT_GT(best.shares.weights_of(LayerKind::kDecoder)[Tier::kCpu], 0.5);
   EXPECT_LT(best.shares.cache[Tier::kGpu], 0.5);
   EXPECT_TRUE(best.policy.cpu_cache_compute());
+}
+
+// With a reprice the best candidates by the estimate are priced again and ranked by that: here a
+// pricing that prefers the smallest block, independent of the cost model, must decide the order.
+TEST(PolicySearch, RepricedCandidatesAreRankedByTheReprice) {
+  const ModelSpec spec = ModelSpec::from_name("opt-30b");
+  SearchOptions plain;
+  plain.top = 4;
+  const SearchResult by_estimate = search_policy(spec, paper_workload(), t4(), plain);
+  SearchOptions options = plain;
+  options.reprice_candidates = 6;
+  int calls = 0;
+  std::mutex m;
+  options.reprice = [&](const Policy& policy) {
+    std::lock_guard<std::mutex> lock(m);
+    ++calls;
+    Estimate e;
+    e.total_s = static_cast<double>(policy.block_size());
+    e.throughput_tok_s = 1000.0 / static_cast<double>(policy.block_size());
+    return e;
+  };
+  const SearchResult r = search_policy(spec, paper_workload(), t4(), options);
+  EXPECT_EQ(calls, 6);  // the six best by the estimate, no more
+  ASSERT_EQ(r.candidates.size(), 4u);
+  for (std::size_t i = 0; i + 1 < r.candidates.size(); ++i) {
+    EXPECT_LE(r.candidates[i].policy.block_size(), r.candidates[i + 1].policy.block_size());
+    EXPECT_EQ(r.candidates[i].estimate.throughput_tok_s, 1000.0 / static_cast<double>(r.candidates[i].policy.block_size()));
+    EXPECT_GT(r.candidates[i].step_estimate_tok_s, 0);
+    EXPECT_GT(r.candidates[i].estimate.memory.peak()[Tier::kGpu], 0);  // the cost model's memory kept
+  }
+  // Without a reprice the figures are the estimate's, and the step estimate is the same figure.
+  EXPECT_EQ(by_estimate.candidates[0].step_estimate_tok_s, by_estimate.candidates[0].estimate.throughput_tok_s);
 }
 
 TEST(PolicySearch, RespectsFixedOptions) {
