@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -125,7 +126,7 @@ void run_simulator_point(const PointParams& p, nlohmann::json& row) {
 }
 
 // `flexgen generate` arguments for an engine point.
-std::vector<std::string> generate_args(const PointParams& p, const Policy& policy) {
+std::vector<std::string> generate_args(const PointParams& p, const Policy& policy, const std::string& offload_dir) {
   std::vector<std::string> a = {self_executable(), "generate", "--model", p.model, "--prompt-len",
                                 std::to_string(p.prompt_len), "--gen-len", std::to_string(p.gen_len),
                                 "--backend", p.backend, "--schedule", schedule_kind_name(p.schedule),
@@ -135,11 +136,12 @@ std::vector<std::string> generate_args(const PointParams& p, const Policy& polic
   if (p.gpu_mem) a.insert(a.end(), {"--gpu-mem", *p.gpu_mem});
   if (p.cpu_mem) a.insert(a.end(), {"--cpu-mem", *p.cpu_mem});
   if (p.disk_mem) a.insert(a.end(), {"--disk-mem", *p.disk_mem});
+  if (!offload_dir.empty()) a.insert(a.end(), {"--offload-dir", offload_dir});
   return a;
 }
 
 // Fills `row` for an engine point; returns the failure reason, or "" when it ran.
-std::string run_engine_point(const PointParams& p, double timeout_s, nlohmann::json& row) {
+std::string run_engine_point(const PointParams& p, const Sweep& sweep, nlohmann::json& row) {
   const ModelSpec spec = load_model_spec(p.model);
   const std::optional<HardwareSpec> hw = point_hardware(p);
   nlohmann::json search_row;
@@ -148,7 +150,7 @@ std::string run_engine_point(const PointParams& p, double timeout_s, nlohmann::j
   row["num_sequences"] = policy.block_size();
   row["hardware"] = hw ? nlohmann::json(hw->name) : nlohmann::json();
   if (!search_row.is_null()) row["search"] = search_row;
-  std::vector<std::string> args = generate_args(p, policy);
+  std::vector<std::string> args = generate_args(p, policy, sweep.offload_dir);
   std::string command = "flexgen";
   for (std::size_t i = 1; i < args.size(); ++i) command += " " + args[i];
   row["command"] = command;
@@ -159,7 +161,7 @@ std::string run_engine_point(const PointParams& p, double timeout_s, nlohmann::j
       row["predicted"] = {{"error", e.what()}};
     }
   }
-  const ChildResult child = run_child(args, timeout_s);
+  const ChildResult child = run_child(args, sweep.timeout_s);
   row["wall_s"] = child.wall_s;
   if (!child.exited_ok()) return child.failure();
   nlohmann::json measured;
@@ -197,7 +199,7 @@ std::string point_name(const SweepPoint& point) {
 
 int run_sweep(const std::vector<std::string>& args) {
   std::string file, output, commit;
-  bool dry_run = false, quiet = false;
+  bool dry_run = false, quiet = false, retry_failed = false;
   std::int64_t limit = -1;
   po::options_description desc("Options", 100);
   desc.add_options()
@@ -206,6 +208,8 @@ int run_sweep(const std::vector<std::string>& args) {
       ("output", po::value(&output), "results file (default: the sweep file's 'output')")
       ("commit", po::value(&commit), "commit recorded in each row (default: git's, with -dirty for local changes)")
       ("limit", po::value(&limit), "run at most this many new points, then stop (resume later)")
+      ("retry-failed", po::bool_switch(&retry_failed),
+       "run again the points whose rows say failed (a new row is appended; readers take the last row of an id)")
       ("dry-run", po::bool_switch(&dry_run), "list the points and whether each is done, run nothing")
       ("quiet,q", po::bool_switch(&quiet), "no progress lines");
   po::positional_options_description positional;
@@ -226,14 +230,31 @@ int run_sweep(const std::vector<std::string>& args) {
   if (commit.empty()) commit = "unknown";
 
   OutputFile results(out_path, "flexgen sweep", "results row");
+  // With --retry-failed, a point is done only when its last row succeeded.
+  std::set<std::string> failed_ids;
+  if (retry_failed) {
+    std::istringstream lines(read_text_file(out_path));
+    for (std::string line; std::getline(lines, line);) {
+      if (line.empty()) continue;
+      const nlohmann::json row = nlohmann::json::parse(line, nullptr, false);
+      if (!row.is_object() || !row.contains("id") || !row["id"].is_string()) continue;
+      const std::string id = row["id"].get<std::string>();
+      if (row.value("status", std::string()) == "failed") {
+        failed_ids.insert(id);
+      } else {
+        failed_ids.erase(id);
+      }
+    }
+  }
   std::vector<const SweepPoint*> todo;
   for (const SweepPoint& p : sweep.points) {
-    if (!results.done_ids().count(p.id)) todo.push_back(&p);
+    if (!results.done_ids().count(p.id) || failed_ids.count(p.id)) todo.push_back(&p);
   }
   const std::size_t already = sweep.points.size() - todo.size();
   if (dry_run) {
     for (const SweepPoint& p : sweep.points) {
-      std::cout << p.id << "  " << (results.done_ids().count(p.id) ? "done" : "todo") << "  "
+      const bool done = results.done_ids().count(p.id) && !failed_ids.count(p.id);
+      std::cout << p.id << "  " << (done ? "done" : "todo") << "  "
                 << point_name(p) << "  " << p.params.dump() << "\n";
     }
     std::cout << sweep.points.size() << " points, " << already << " done, " << todo.size() << " to run ("
@@ -277,7 +298,7 @@ int run_sweep(const std::vector<std::string>& args) {
         row["device"] = "simulated " + p.hardware;
         run_simulator_point(p, row);
       } else {
-        reason = run_engine_point(p, sweep.timeout_s, row);
+        reason = run_engine_point(p, sweep, row);
       }
     } catch (const Error& e) {
       reason = e.what();

@@ -20,7 +20,7 @@ namespace {
 using OJson = nlohmann::ordered_json;
 
 constexpr std::string_view kTopKeys[] = {"name", "description", "target", "hardware", "output", "timeout_s",
-                                         "base", "grid"};
+                                         "offload_dir", "base", "grid"};
 // Every parameter but the hardware overrides ("hw.<field>").
 constexpr std::string_view kParamKeys[] = {
     "label",          "model",           "prompt_len",     "gen_len",      "schedule",
@@ -328,7 +328,8 @@ Sweep parse_sweep(const nlohmann::ordered_json& file, const std::string& origin)
   FLEXGEN_REQUIRE(file.is_object(), origin, ": a sweep file is a JSON object (got ", json_preview(sorted(file)), ")");
   for (const auto& item : file.items()) {
     if (std::find(std::begin(kTopKeys), std::end(kTopKeys), item.key()) == std::end(kTopKeys)) {
-      unknown_key(item.key(), {"name", "description", "target", "hardware", "output", "timeout_s", "base", "grid"},
+      unknown_key(item.key(),
+                  {"name", "description", "target", "hardware", "output", "timeout_s", "offload_dir", "base", "grid"},
                   origin);
     }
   }
@@ -358,6 +359,11 @@ Sweep parse_sweep(const nlohmann::ordered_json& file, const std::string& origin)
     FLEXGEN_REQUIRE(sweep.timeout_s > 0 && sweep.timeout_s <= 7 * 86400, origin,
                     ": 'timeout_s' must be a positive number of seconds up to a week");
     FLEXGEN_REQUIRE(sweep.target == SweepTarget::kEngine, origin, ": 'timeout_s' applies to engine sweeps only");
+  }
+  if (file.contains("offload_dir")) {
+    sweep.offload_dir = text(sorted(file["offload_dir"]), "offload_dir", origin);
+    FLEXGEN_REQUIRE(!sweep.offload_dir.empty(), origin, ": 'offload_dir' is empty");
+    FLEXGEN_REQUIRE(sweep.target == SweepTarget::kEngine, origin, ": 'offload_dir' applies to engine sweeps only");
   }
   nlohmann::json base = nlohmann::json::object();
   if (file.contains("base")) {

@@ -12,6 +12,7 @@
 //                                                  engine (then the spec its predictions use)
 //     "output": "results/sweeps/ablation-t4.jsonl",  default results/sweeps/<name>.jsonl
 //     "timeout_s": 600,                            engine: per point (default none)
+//     "offload_dir": "/ssd/flexgen",               engine: generate's --offload-dir (default its own)
 //     "base": { parameters },                      shared by every point
 //     "grid": [ { "axis": [values], ... }, ... ]   each block: the cartesian product of its axes
 //   }                                              (first axis outermost); the blocks are joined
@@ -96,6 +97,7 @@ struct Sweep {
   std::string hardware;            // the file's default hardware (may be empty for the engine)
   std::filesystem::path output;    // as written (relative paths are relative to the working dir)
   double timeout_s = 0;            // engine: per point; 0: none
+  std::string offload_dir;         // engine: generate's --offload-dir; empty: its default
   std::vector<SweepPoint> points;  // in grid order, duplicates removed
 };
 

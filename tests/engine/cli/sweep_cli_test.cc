@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/faults.h"
 #include "support/fixture.h"
 #include "support/run_command.h"
 #include "support/test_util.h"
@@ -266,6 +267,63 @@ TEST(SweepCli, BadSweepFilesAreOneLineAndWriteNothing) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("not a results row"));
   EXPECT_EQ(slurp(dir / "other.jsonl"), "{\"x\": 1}\n");
+}
+
+// An engine sweep on the tiny fixture whose disk point meets an injected full disk (FLEXGEN_FAULT,
+// inherited by each point's `flexgen generate`): that point alone is recorded as failed with the
+// runtime's reason, the others run as without the fault, the offload directory is left empty, and
+// --retry-failed later runs it again after the rows already written, which stay as they were.
+TEST(SweepFault, AnInjectedDiskFaultFailsThatPointAloneAndLosesNothing) {
+  FLEXGEN_SKIP_WITHOUT_FAULT_INJECTION();
+  TempDir dir;
+  std::filesystem::create_directories(dir / "offload");
+  auto sweep_file = [&](const std::string& name) {
+    return R"({"name": ")" + name + R"(", "target": "engine", "output": )" +
+           nlohmann::json((dir / (name + ".jsonl")).string()).dump() + R"(, "offload_dir": )" +
+           nlohmann::json((dir / "offload").string()).dump() + R"(,
+      "base": {"model": )" + nlohmann::json(testing::tiny_opt_dir().string()).dump() +
+           R"(, "backend": "host", "prompt_len": 8, "gen_len": 4, "gpu_batch_size": 2, "num_gpu_batches": 2},
+      "grid": [{"v": [{"label": "gpu"}, {"label": "disk", "percent": [0, 0, 0, 0, 0, 0]},
+                      {"label": "cpu", "percent": [0, 100, 0, 100, 100, 0]}]}]})";
+  };
+  dir.write("clean.json", sweep_file("clean"));
+  dir.write("faulty.json", sweep_file("faulty"));
+  auto r = run_flexgen("sweep -q " + shell_quote((dir / "clean.json").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto clean = rows_of(dir / "clean.jsonl");
+  ASSERT_EQ(clean.size(), 3u);
+  for (const auto& row : clean) ASSERT_EQ(row["status"], "ok") << row.dump();
+
+  const std::string faulty = shell_quote((dir / "faulty.json").string());
+  r = testing::run_flexgen_env("FLEXGEN_FAULT='disk_write:fail:0:ENOSPC'", "sweep -q " + faulty, 300);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string written = slurp(dir / "faulty.jsonl");
+  const auto rows = rows_of(dir / "faulty.jsonl");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0]["status"], "ok");
+  EXPECT_EQ(rows[1]["status"], "failed");
+  EXPECT_THAT(rows[1]["reason"].get<std::string>(), HasSubstr("exit status 1: flexgen generate: error: "));
+  EXPECT_THAT(rows[1]["reason"].get<std::string>(), HasSubstr("No space left on device"));
+  EXPECT_EQ(rows[2]["status"], "ok");
+  EXPECT_EQ(rows[0]["moved"], clean[0]["moved"]);
+  EXPECT_EQ(rows[2]["moved"], clean[2]["moved"]);
+  EXPECT_TRUE(std::filesystem::is_empty(dir / "offload"));
+
+  // A plain rerun skips the failed point; --retry-failed runs it again, after the rows written.
+  r = run_flexgen("sweep " + faulty);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("3 already in"));
+  EXPECT_EQ(slurp(dir / "faulty.jsonl"), written);
+  r = run_flexgen("sweep --retry-failed " + faulty);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string after = slurp(dir / "faulty.jsonl");
+  EXPECT_EQ(after.substr(0, written.size()), written);
+  const auto all = rows_of(dir / "faulty.jsonl");
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[3]["id"], rows[1]["id"]);
+  EXPECT_EQ(all[3]["status"], "ok");
+  EXPECT_EQ(all[3]["moved"], clean[1]["moved"]);
+  EXPECT_TRUE(std::filesystem::is_empty(dir / "offload"));
 }
 
 // Two engine rows whose measured throughput is set to 0.8x and 1.25x of the model's own prediction
