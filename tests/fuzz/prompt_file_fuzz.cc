@@ -130,7 +130,7 @@ void check_prompt(const BatchPrompt& p, std::string_view raw, const Setup& s) {
   for (const std::string& stop : p.stop) FLEXGEN_FUZZ_CHECK(!stop.empty(), "stop strings are not empty");
   FLEXGEN_FUZZ_CHECK(p.stop.empty() || s.tokenizer != nullptr, "stop strings need a tokenizer");
   if (p.sampling.do_sample) {
-    p.sampling.validate();  // an Error here would be a finding: the line was accepted
+    p.sampling.validate();  // an Error here is a finding (as_property): the line was accepted
   } else {
     FLEXGEN_FUZZ_CHECK(p.sampling == SamplingConfig{}, "a greedy prompt carries SamplingConfig{}");
   }
@@ -246,6 +246,17 @@ void check_file(const PromptFile& file, const std::string& origin, std::string_v
   }
 }
 
+// Runs a check of what the reader accepted: a flexgen::Error from it (the tokenizer, a re-read,
+// the blocks) is a finding, not a refusal of the input.
+template <typename F>
+void as_property(const char* what, F&& check) {
+  try {
+    check();
+  } catch (const Error& e) {
+    throw PropertyViolation(std::string("property violated: ") + what + " threw flexgen::Error: " + e.what());
+  }
+}
+
 void read_as_the_command_does(std::string_view input, const Setup& s, bool from_file) {
   std::string origin = "prompts.jsonl";
   std::optional<MemFile> file_on_disk;
@@ -257,21 +268,25 @@ void read_as_the_command_does(std::string_view input, const Setup& s, bool from_
   } else {
     file = parse_text(std::string(input), origin, s);
   }
-  check_file(file, origin, input, s);
+  as_property("checking the lines", [&] { check_file(file, origin, input, s); });
 
   // --skip-bad runs the good lines, if any; without it a bad line refuses the run.
   for (const bool skip_bad : {true, false}) {
+    const std::vector<BatchPrompt>* run = nullptr;
     try {
-      const std::vector<BatchPrompt>& run = prompts_to_run(file, origin, skip_bad);
-      FLEXGEN_FUZZ_CHECK(&run == &file.prompts && !run.empty() && (skip_bad || file.bad.empty()),
-                         "the command runs the good lines");
-      check_blocks(run, 1 + static_cast<std::int64_t>(input.size() % 5), s.spec);
+      run = &prompts_to_run(file, origin, skip_bad);
     } catch (const Error& e) {
       const std::string message = e.what();
-      FLEXGEN_FUZZ_CHECK(file.prompts.empty() || (!skip_bad && !file.bad.empty()), "a file is refused only when it should be");
+      FLEXGEN_FUZZ_CHECK(file.prompts.empty() || (!skip_bad && !file.bad.empty()),
+                         "a file is refused only when it should be");
       FLEXGEN_FUZZ_CHECK(!message.empty() && message.find_first_of("\r\n") == std::string::npos,
                          "the refusal is one line");
+      continue;
     }
+    FLEXGEN_FUZZ_CHECK(run == &file.prompts && !run->empty() && (skip_bad || file.bad.empty()),
+                       "the command runs the good lines");
+    as_property("grouping into blocks",
+                [&] { check_blocks(*run, 1 + static_cast<std::int64_t>(input.size() % 5), s.spec); });
   }
 }
 
