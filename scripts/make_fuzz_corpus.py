@@ -119,6 +119,94 @@ def make_tokenizer():
     write("bpe_encode", "invalid_utf8", b"ab\xff\xfecd")
 
 
+def jsonl(*objects):
+    return "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objects)
+
+
+def make_prompt_file():
+    """Prompt files of `flexgen batch` (docs/batch.md): the fuzz target reads them with the tiny
+    fixture (vocabulary 767, 128 positions, a tokenizer) and as opt-125m without a tokenizer."""
+    write("prompt_file", "text_prompts.jsonl", jsonl(
+        {"id": "q1", "prompt": "The capital of France is", "max_new_tokens": 16, "stop": ["\n", "."]},
+        {"id": "q2", "prompt": "Hello world", "stop": "!"},
+        {"id": "q3", "prompt": "héllo wörld — 😀 \"quoted\"\n\ttab", "max_new_tokens": 1}))
+    write("prompt_file", "token_prompts.jsonl", jsonl(
+        {"id": 2, "prompt": [2, 133, 612, 9, 470, 16]},
+        {"id": 0, "prompt": [0]},
+        {"id": -5, "prompt": [2, 766], "max_new_tokens": 126},
+        {"id": "last", "prompt": [766, 765, 4]}))
+    write("prompt_file", "sampled.jsonl", jsonl(
+        {"id": "s1", "prompt": [2, 31], "do_sample": True, "temperature": 0.7, "seed": 5},
+        {"id": "s2", "prompt": [2, 31], "do_sample": True, "top_k": 20, "top_p": 0.9, "seed": 0},
+        {"id": "g1", "prompt": [2, 31], "do_sample": False, "temperature": 2, "top_k": 3},
+        {"id": "s3", "prompt": [2], "temperature": 1.5, "top_p": 1}))
+    write("prompt_file", "bad_lines.jsonl", "\n".join([
+        '{"id": "ok", "prompt": [2]}',
+        '{"id": "b", "prompt": "Hello"',
+        '[1, 2]',
+        '{"prompt": [2]}',
+        '{"id": 1.5, "prompt": [2]}',
+        '{"id": null, "prompt": [2]}',
+        '{"id": 1, "id": 2, "prompt": [3]}',
+        '{"id": 3}',
+        '{"id": 4, "prompt": 5}',
+        '{"id": 5, "prompt": []}',
+        '{"id": 6, "prompt": [2, 767]}',
+        '{"id": 7, "prompt": [-1, 2.5]}',
+        '{"id": 8, "prompt": [2], "max_new_tokens": 0}',
+        '{"id": 9, "prompt": [2], "max_new_tokens": "4"}',
+        '{"id": 10, "prompt": [2], "stop": [""]}',
+        '{"id": 11, "prompt": [2], "stop": 3}',
+        '{"id": 12, "prompt": [2], "temperature": 0, "do_sample": true}',
+        '{"id": 13, "prompt": [2], "top_p": 1.5}',
+        '{"id": 14, "prompt": [2], "top_k": -1}',
+        '{"id": 15, "prompt": [2], "seed": -3}',
+        '{"id": 16, "prompt": [2], "do_sample": 1}',
+        '{"id": 17, "prompt": [2], "max_new_token": 4}',
+        '{"id": 18, "prompt": [2], "meta": {}}',
+        'not json at all',
+        '"just a string"',
+    ]) + "\n")
+    write("prompt_file", "duplicate_ids.jsonl", jsonl(
+        {"id": 7, "prompt": [2]},
+        {"id": "7", "prompt": [2]},
+        {"id": "x", "prompt": []},
+        {"id": "x", "prompt": [2]},
+        {"id": 7, "prompt": "again"}))
+    big = 9223372036854775807
+    write("prompt_file", "huge_numbers.jsonl", "\n".join([
+        '{"id": 9223372036854775807, "prompt": [2]}',
+        '{"id": -9223372036854775808, "prompt": [2]}',
+        '{"id": 18446744073709551615, "prompt": [2]}',
+        '{"id": "m1", "prompt": [2], "max_new_tokens": %d}' % big,
+        '{"id": "m2", "prompt": [2], "max_new_tokens": 1e400}',
+        '{"id": "m3", "prompt": [4294967298]}',
+        '{"id": "m4", "prompt": [2], "seed": 18446744073709551615, "do_sample": true}',
+        '{"id": "m5", "prompt": [2], "top_k": 2147483648, "do_sample": true}',
+        '{"id": "m6", "prompt": [2], "temperature": 1e-50, "do_sample": true}',
+        '{"id": "m7", "prompt": [2], "temperature": 1e300, "top_p": 1e-300, "do_sample": true}',
+        '{"id": -0, "prompt": [-0]}',
+    ]) + "\n")
+    # Prompts at the context of the tiny model: 128 positions with the default 32 new tokens.
+    write("prompt_file", "context_limit.jsonl", jsonl(
+        {"id": "fits", "prompt": [2] + [5] * 95},
+        {"id": "over", "prompt": [2] + [5] * 96},
+        {"id": "all", "prompt": [2] + [5] * 126, "max_new_tokens": 1},
+        {"id": "none_left", "prompt": [2] + [5] * 127, "max_new_tokens": 1}))
+    write("prompt_file", "crlf_blank.jsonl",
+          '\r\n{"id": "a", "prompt": "Hi"}\r\n  \t \r\n\r\n{"id": "b", "prompt": [2, 9]}\r\n{"id": "c", "prompt": [2]}')
+    write("prompt_file", "bom.jsonl", b"\xef\xbb\xbf" + jsonl({"id": "a", "prompt": [2, 5]}).encode() +
+          b"\xef\xbb\xbf" + jsonl({"id": "b", "prompt": "x"}).encode())
+    write("prompt_file", "invalid_utf8.jsonl",
+          b'{"id": "a\xff", "prompt": [2]}\n{"id": "b", "prompt": "caf\xc3"}\n{"id": "c", "prompt": [2]}\n\xfe\xff\n')
+    write("prompt_file", "escapes.jsonl", jsonl(
+        {"id": "new\nline", "prompt": "\u0000 nul"},
+        {"id": "\u0000", "prompt": "😀 outside the BMP"},
+        {"id": "tab\t", "prompt": [2], "stop": ["\r\n", "\u00e9"]}) +
+          '{"id": "pair", "prompt": "\\ud83d\\ude00"}\n{"id": "lone", "prompt": "\\ud800"}\n'
+          '{"id": "esc", "prompt": "\\u00e9\\n"}\n')
+    write("prompt_file", "nested.jsonl", '{"id": [[[[[]]]]], "prompt": [[2]]}\n' + "[" * 200 + "]" * 200 + "\n")
+    write("prompt_file", "blank_only.jsonl", "\n \n\t\n\r\n")
 def make_sweep_file():
     write("sweep_file", "grid.json", json.dumps({
         "name": "grid", "target": "simulator", "hardware": "t4-paper",
@@ -154,6 +242,7 @@ def main():
     make_model_config()
     make_hardware_spec()
     make_tokenizer()
+    make_prompt_file()
     make_sweep_file()
     for d in sorted(CORPUS.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} files")

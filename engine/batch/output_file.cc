@@ -13,6 +13,7 @@
 #include "engine/batch/prompt_file.h"
 #include "engine/core/error.h"
 #include "engine/core/json_fields.h"
+#include "engine/runtime/fault_injection.h"
 
 namespace flexgen {
 namespace {
@@ -35,6 +36,17 @@ class SignalHold {
 };
 
 std::string errno_text() { return std::strerror(errno); }
+
+// write(), or the fault armed at fault::Point::kOutputWrite (test builds only).
+ssize_t write_some(int fd, const char* data, std::size_t n) {
+  switch (fault::strike(fault::Point::kOutputWrite)) {
+    case fault::Effect::kFail: return -1;  // errno set by strike
+    case fault::Effect::kShort: n = (n + 1) / 2; break;
+    case fault::Effect::kStall:
+    case fault::Effect::kNone: break;
+  }
+  return ::write(fd, data, n);
+}
 
 }  // namespace
 
@@ -95,7 +107,7 @@ void OutputFile::append_block(const std::vector<std::string>& lines) {
     assert(!line.empty() && line.back() == '\n' && line.find('\n') == line.size() - 1);
     std::size_t done = 0;
     while (done < line.size()) {
-      const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+      const ssize_t n = write_some(fd_, line.data() + done, line.size() - done);
       if (n < 0 && errno == EINTR) continue;
       FLEXGEN_REQUIRE(n > 0, path_.string(), ": cannot write the output file: ", errno_text());
       done += static_cast<std::size_t>(n);

@@ -1,6 +1,5 @@
 #include "engine/batch/prompt_file.h"
 
-#include <cmath>
 #include <fstream>
 #include <unordered_map>
 
@@ -24,9 +23,14 @@ double number_in(const nlohmann::json& v, const char* key, const std::string& or
 
 std::int64_t integer_in(const nlohmann::json& v, const char* key, const std::string& origin) {
   const auto i = json_as_int64(v);
+  FLEXGEN_REQUIRE(i.has_value() || !v.is_number_unsigned(), origin, ": ", key, " is too large (got ", json_preview(v),
+                  ")");
   FLEXGEN_REQUIRE(i.has_value(), origin, ": ", key, " must be an integer (got ", json_preview(v), ")");
   return *i;
 }
+
+// The bounds of temperature and top_p: their float values are normal numbers.
+constexpr double kSmallestSetting = 1e-30, kLargestTemperature = 1e30;
 
 SamplingConfig sampling_of(const nlohmann::json& o, const PromptDefaults& defaults, const std::string& origin) {
   SamplingConfig s = defaults.sampling;
@@ -37,24 +41,28 @@ SamplingConfig sampling_of(const nlohmann::json& o, const PromptDefaults& defaul
   }
   if (o.contains("temperature")) {
     const double t = number_in(o["temperature"], "temperature", origin);
-    FLEXGEN_REQUIRE(std::isfinite(t) && t > 0 && t < 1e30, origin, ": temperature must be positive (got ",
-                    json_preview(o["temperature"]), ")");
+    FLEXGEN_REQUIRE(t >= kSmallestSetting && t <= kLargestTemperature, origin,
+                    ": temperature must be positive, from 1e-30 to 1e30 (got ", json_preview(o["temperature"]), ")");
     s.temperature = static_cast<float>(t);
   }
   if (o.contains("top_k")) {
     const std::int64_t k = integer_in(o["top_k"], "top_k", origin);
-    FLEXGEN_REQUIRE(k >= 0 && k <= 1'000'000'000, origin, ": top_k must be 0 (off) or positive (got ", k, ")");
+    FLEXGEN_REQUIRE(k >= 0 && k <= 1'000'000'000, origin, ": top_k must be 0 (off) or from 1 to 1000000000 (got ", k,
+                    ")");
     s.top_k = static_cast<int>(k);
   }
   if (o.contains("top_p")) {
     const double p = number_in(o["top_p"], "top_p", origin);
-    FLEXGEN_REQUIRE(p > 0 && p <= 1, origin, ": top_p must be in (0, 1] (got ", json_preview(o["top_p"]), ")");
+    FLEXGEN_REQUIRE(p >= kSmallestSetting && p <= 1, origin, ": top_p must be in (0, 1], at least 1e-30 (got ",
+                    json_preview(o["top_p"]), ")");
     s.top_p = static_cast<float>(p);
   }
-  if (o.contains("seed")) {
-    const std::int64_t seed = integer_in(o["seed"], "seed", origin);
-    FLEXGEN_REQUIRE(seed >= 0, origin, ": seed must not be negative (got ", seed, ")");
-    s.seed = static_cast<std::uint64_t>(seed);
+  if (o.contains("seed")) {  // any 64-bit unsigned integer, as --seed
+    const nlohmann::json& seed = o["seed"];
+    FLEXGEN_REQUIRE(!seed.is_number_integer() || seed.is_number_unsigned(), origin,
+                    ": seed must not be negative (got ", json_preview(seed), ")");
+    FLEXGEN_REQUIRE(seed.is_number_unsigned(), origin, ": seed must be an integer (got ", json_preview(seed), ")");
+    s.seed = seed.get<std::uint64_t>();
   }
   if (!s.do_sample) return SamplingConfig{};
   try {
@@ -78,6 +86,8 @@ BatchPrompt parse_line(const std::string& text, std::int64_t line, const std::st
   BatchPrompt p;
   FLEXGEN_REQUIRE(o.contains("id"), origin, ": missing id");
   p.id = o["id"];
+  FLEXGEN_REQUIRE(p.id.is_string() || json_as_int64(p.id).has_value() || !p.id.is_number_unsigned(), origin, ": id ",
+                  json_preview(p.id), " is too large for an integer id (at most 9223372036854775807); give it as a string");
   FLEXGEN_REQUIRE(p.id.is_string() || json_as_int64(p.id).has_value(), origin,
                   ": id must be a string or an integer (got ", json_preview(p.id), ")");
   p.key = prompt_id_key(p.id);
@@ -133,7 +143,8 @@ BatchPrompt parse_line(const std::string& text, std::int64_t line, const std::st
   const auto n = static_cast<std::int64_t>(p.tokens.size());
   FLEXGEN_REQUIRE(n < spec.max_positions, origin, ": prompt of ", n, " tokens is longer than the model's context (",
                   spec.max_positions, " positions, the generated tokens included)");
-  FLEXGEN_REQUIRE(n + p.max_new_tokens <= spec.max_positions, origin, ": prompt of ", n,
+  // n < max_positions here: the difference cannot overflow (n + max_new_tokens could).
+  FLEXGEN_REQUIRE(p.max_new_tokens <= spec.max_positions - n, origin, ": prompt of ", n,
                   " tokens + max_new_tokens ", p.max_new_tokens, " exceed the model's context of ",
                   spec.max_positions, " positions");
   return p;
@@ -175,6 +186,14 @@ PromptFile read_prompt_file(const std::filesystem::path& path, const ModelSpec& 
   std::ifstream in(path, std::ios::binary);
   FLEXGEN_REQUIRE(in.good(), path.string(), ": cannot read file");
   return parse_prompt_lines(in, path.string(), spec, tokenizer, defaults);
+}
+
+const std::vector<BatchPrompt>& prompts_to_run(const PromptFile& file, const std::string& origin, bool skip_bad) {
+  FLEXGEN_REQUIRE(skip_bad || file.bad.empty(), file.bad.size(), " bad line(s) in ", origin,
+                  " (listed above); fix them, or pass --skip-bad to run the other lines");
+  FLEXGEN_REQUIRE(!file.prompts.empty(), origin, ": no prompts to run (", file.lines, " non-blank lines, ",
+                  file.bad.size(), " bad)");
+  return file.prompts;
 }
 
 }  // namespace flexgen

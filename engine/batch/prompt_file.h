@@ -70,4 +70,10 @@ PromptFile parse_prompt_lines(std::istream& in, const std::string& origin, const
 PromptFile read_prompt_file(const std::filesystem::path& path, const ModelSpec& spec,
                             const BpeTokenizer* tokenizer, const PromptDefaults& defaults);
 
+// The prompts `flexgen batch` runs of a file read from `origin`: its good lines. Throws
+// flexgen::Error when the file has bad lines and `skip_bad` is false ("N bad line(s) in <origin>
+// (listed above); fix them, or pass --skip-bad ..."; the command lists them first), and when no
+// prompt is left ("<origin>: no prompts to run (N non-blank lines, M bad)").
+const std::vector<BatchPrompt>& prompts_to_run(const PromptFile& file, const std::string& origin, bool skip_bad);
+
 }  // namespace flexgen

@@ -124,17 +124,14 @@ Policy searched_policy(const RunFlags& flags, const po::variables_map& vm, const
   return *best;
 }
 
-// Reports bad lines on stderr; refuses them unless --skip-bad.
-void report_bad_lines(const PromptFile& file, const std::string& input, bool skip_bad) {
-  if (file.bad.empty()) return;
+// Reports bad lines on stderr (prompts_to_run then refuses them unless --skip-bad).
+void report_bad_lines(const PromptFile& file, bool skip_bad) {
   for (std::size_t i = 0; i < file.bad.size() && i < kBadLinesShown; ++i) {
     std::cerr << "flexgen batch: " << (skip_bad ? "skipped: " : "bad line: ") << file.bad[i].message << "\n";
   }
   if (file.bad.size() > kBadLinesShown) {
     std::cerr << "flexgen batch: ... and " << file.bad.size() - kBadLinesShown << " more bad lines\n";
   }
-  FLEXGEN_REQUIRE(skip_bad, file.bad.size(), " bad line(s) in ", input,
-                  " (listed above); fix them, or pass --skip-bad to run the other lines");
 }
 
 }  // namespace
@@ -189,10 +186,8 @@ int run_batch(const std::vector<std::string>& args) {
   }
 
   const PromptFile file = read_prompt_file(input, spec, tokenizer, defaults);
-  report_bad_lines(file, input, skip_bad);
-  const std::vector<BatchPrompt>& prompts = file.prompts;
-  FLEXGEN_REQUIRE(!prompts.empty(), input, ": no prompts to run (", file.lines, " non-blank lines, ", file.bad.size(),
-                  " bad)");
+  report_bad_lines(file, skip_bad);
+  const std::vector<BatchPrompt>& prompts = prompts_to_run(file, input, skip_bad);
 
   const Policy policy =
       search ? searched_policy(flags, vm, tier_flags, spec, prompts)

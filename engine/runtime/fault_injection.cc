@@ -20,7 +20,7 @@ constexpr std::size_t kPoints = static_cast<std::size_t>(Point::kCount);
 constexpr const char* kPointNames[] = {
     "disk_write",       "disk_read",     "disk_open_tmpfile", "disk_enable_direct",
     "disk_preallocate", "disk_allocate", "alloc_gpu",         "alloc_cpu",
-    "cuda_copy",
+    "cuda_copy",        "output_write",
 };
 static_assert(std::size(kPointNames) == kPoints, "every fault point needs a name in kPointNames");
 
@@ -89,7 +89,8 @@ bool supports(Point point, Effect effect) {
   switch (effect) {
     case Effect::kNone:
     case Effect::kFail: return point != Point::kCount;
-    case Effect::kShort: return point == Point::kDiskWrite || point == Point::kDiskRead;
+    case Effect::kShort:
+      return point == Point::kDiskWrite || point == Point::kDiskRead || point == Point::kOutputWrite;
     case Effect::kStall: return point == Point::kDiskWrite;
   }
   return false;

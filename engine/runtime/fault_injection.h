@@ -1,7 +1,8 @@
 #pragma once
-// Test-only fault injection: named points in the runtime where a test makes an operation fail (or
-// come back short) on purpose, to check that every failure ends the run with one clear
-// flexgen::Error, no hang and no offload file left behind.
+// Test-only fault injection: named points in the runtime (and in the output file of `flexgen
+// batch`) where a test makes an operation fail (or come back short) on purpose, to check that
+// every failure ends the run with one clear flexgen::Error, no hang, no offload file left behind
+// and no output line lost.
 //
 // Compiled in only when the build defines FLEXGEN_FAULT_INJECTION=1 (CMake option
 // -DFLEXGEN_FAULT_INJECTION=ON; the `test` and `asan` presets set it, `release` does not). In
@@ -33,6 +34,7 @@ enum class Point : std::uint8_t {
   kAllocGpu,          // a buffer of the GPU tier (host memory on the host backend): kFail
   kAllocCpu,          // a buffer of the CPU tier: kFail
   kCudaCopy,          // a copy between tiers on the CUDA backend (cudaMemcpy*Async): kFail
+  kOutputWrite,       // a write() of a line of `flexgen batch`'s output file: kFail (errno), kShort (half)
   kCount
 };
 

@@ -142,6 +142,39 @@ TEST(PromptFile, EachBadLineIsReportedWithItsLineNumber) {
   EXPECT_THAT(bad_message("{\"id\": 1, \"prompt\": [2], \"meta\": {}}"), HasSubstr("unknown key 'meta'"));
 }
 
+TEST(PromptFile, NumbersAtTheirLimits) {
+  // An integer id must fit int64 (it is compared as its digits); a larger one is refused as such.
+  EXPECT_THAT(bad_message("{\"id\": 9223372036854775808, \"prompt\": [2]}"),
+              HasSubstr("id 9223372036854775808 is too large for an integer id (at most 9223372036854775807); give "
+                        "it as a string"));
+  EXPECT_THAT(bad_message("{\"id\": 1, \"prompt\": [2], \"max_new_tokens\": 18446744073709551615}"),
+              HasSubstr("max_new_tokens is too large (got 18446744073709551615)"));
+  EXPECT_THAT(bad_message("{\"id\": 1, \"prompt\": [2], \"top_k\": 2147483648}"),
+              HasSubstr("top_k must be 0 (off) or from 1 to 1000000000 (got 2147483648)"));
+  // Settings whose float would be 0 or infinite.
+  EXPECT_THAT(bad_message("{\"id\": 1, \"prompt\": [2], \"do_sample\": true, \"temperature\": 1e-50}"),
+              HasSubstr("temperature must be positive, from 1e-30 to 1e30 (got 1e-50)"));
+  EXPECT_THAT(bad_message("{\"id\": 1, \"prompt\": [2], \"temperature\": 1e31}"),
+              HasSubstr("temperature must be positive, from 1e-30 to 1e30"));
+  EXPECT_THAT(bad_message("{\"id\": 1, \"prompt\": [2], \"do_sample\": true, \"top_p\": 1e-300}"),
+              HasSubstr("top_p must be in (0, 1], at least 1e-30 (got 1e-300)"));
+  EXPECT_THAT(bad_message("{\"id\": 1, \"prompt\": [2], \"seed\": 1.5}"), HasSubstr("seed must be an integer"));
+
+  // Any 64-bit seed, as --seed takes; the largest integer id; the settings' bounds.
+  const PromptFile f = parse(
+      "{\"id\": 9223372036854775807, \"prompt\": [2], \"do_sample\": true, \"seed\": 18446744073709551615, "
+      "\"temperature\": 1e30, \"top_p\": 1e-30, \"top_k\": 1000000000}\n"
+      "{\"id\": -9223372036854775808, \"prompt\": [2], \"do_sample\": true, \"temperature\": 1e-30}\n");
+  ASSERT_TRUE(f.bad.empty()) << f.bad[0].message;
+  ASSERT_EQ(f.prompts.size(), 2u);
+  EXPECT_EQ(f.prompts[0].key, "9223372036854775807");
+  EXPECT_EQ(f.prompts[0].sampling.seed, 18446744073709551615u);
+  EXPECT_EQ(f.prompts[0].sampling.top_k, 1000000000);
+  EXPECT_GT(f.prompts[0].sampling.top_p, 0.0f);
+  EXPECT_EQ(f.prompts[1].key, "-9223372036854775808");
+  EXPECT_GT(f.prompts[1].sampling.temperature, 0.0f);
+}
+
 TEST(PromptFile, PromptsThatDoNotFitTheContextAreBad) {
   // 128 positions: a prompt of 128 tokens leaves none to generate; 120 + 9 (the default) is 129.
   auto ids = [](int n) {
@@ -153,6 +186,11 @@ TEST(PromptFile, PromptsThatDoNotFitTheContextAreBad) {
               HasSubstr("prompt of 128 tokens is longer than the model's context (128 positions"));
   EXPECT_THAT(bad_message("{\"id\": 1, \"prompt\": " + ids(120) + "}"),
               HasSubstr("prompt of 120 tokens + max_new_tokens 9 exceed the model's context of 128 positions"));
+  // prompt + max_new_tokens beyond int64 (found by the prompt_file fuzz target: the sum overflowed,
+  // wrapped to a negative number and the prompt was accepted).
+  EXPECT_THAT(bad_message("{\"id\": 1, \"prompt\": [2, 5], \"max_new_tokens\": 9223372036854775807}"),
+              HasSubstr("prompt of 2 tokens + max_new_tokens 9223372036854775807 exceed the model's context of 128 "
+                        "positions"));
   const PromptFile fits = parse("{\"id\": 1, \"prompt\": " + ids(120) + ", \"max_new_tokens\": 8}");
   EXPECT_TRUE(fits.bad.empty());
   // A long text prompt: "a" x 200 tokenizes to many tokens.
@@ -184,6 +222,23 @@ TEST(PromptFile, IntegerAndStringIdsAreTheSameIdAndEveryLaterRepeatIsBad) {
   EXPECT_THAT(f.bad[2].message, HasSubstr("duplicate id \"x\" (first on line 3)"));
   EXPECT_EQ(prompt_id_key(nlohmann::json(-12)), "-12");
   EXPECT_THAT(testing::error_of([] { prompt_id_key(nlohmann::json(true)); }), HasSubstr("id must be a string"));
+}
+
+TEST(PromptFile, BadLinesRefuseTheRunUnlessSkipped) {
+  const PromptFile mixed = parse("{\"id\": 1, \"prompt\": [2]}\n{\"id\": 2}\n{\"id\": 3, \"prompt\": [2, 5]}\n");
+  ASSERT_EQ(mixed.bad.size(), 1u);
+  EXPECT_EQ(testing::error_of([&] { prompts_to_run(mixed, "in.jsonl", false); }),
+            "1 bad line(s) in in.jsonl (listed above); fix them, or pass --skip-bad to run the other lines");
+  const std::vector<BatchPrompt>& run = prompts_to_run(mixed, "in.jsonl", true);
+  ASSERT_EQ(run.size(), 2u);
+  EXPECT_EQ(run[1].line, 3);
+  EXPECT_EQ(prompts_to_run(parse("{\"id\": 1, \"prompt\": [2]}"), "in.jsonl", false).size(), 1u);
+
+  const PromptFile all_bad = parse("\n{\"id\": 2}\n\n");
+  EXPECT_EQ(testing::error_of([&] { prompts_to_run(all_bad, "in.jsonl", true); }),
+            "in.jsonl: no prompts to run (1 non-blank lines, 1 bad)");
+  EXPECT_EQ(testing::error_of([&] { prompts_to_run(parse(" \r\n"), "in.jsonl", false); }),
+            "in.jsonl: no prompts to run (0 non-blank lines, 0 bad)");
 }
 
 TEST(PromptFile, AMissingFileIsAnError) {
