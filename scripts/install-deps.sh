@@ -5,7 +5,7 @@
 # Usage: scripts/install-deps.sh [--fuzz]   (--fuzz: also clang-14 and libFuzzer, for scripts/fuzz.sh)
 set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config libglpk-dev libboost-program-options-dev nlohmann-json3-dev
-      libgtest-dev libgmock-dev libbenchmark-dev)
+      libgtest-dev libgmock-dev libbenchmark-dev libsentencepiece-dev)
 if [ "${1:-}" = "--fuzz" ]; then
   pkgs+=(clang-14 libclang-rt-14-dev)
 fi
