@@ -386,8 +386,14 @@ def main():
     except Exception as e:  # noqa: BLE001
         log("generate() failed:", e)
 
-    model.generation_config.pad_token_id = EOS
-    model.save_pretrained(model_dir, safe_serialization=True)
+    try:
+        model.generation_config.pad_token_id = EOS
+    except Exception as e:  # noqa: BLE001
+        log("generation_config:", e)
+    try:
+        model.save_pretrained(model_dir, safe_serialization=True)
+    except TypeError:  # transformers without the argument: safetensors is the only format
+        model.save_pretrained(model_dir)
     # The engine needs the dtype in config.json (float32 here); older or newer writers may leave
     # it out.
     cfg_path = os.path.join(model_dir, "config.json")
