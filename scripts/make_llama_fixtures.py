@@ -273,9 +273,11 @@ def forward(model, torch, ids, mask, pos):
 
 def greedy(model, torch, prompts, steps, pad_id, stop=None):
     """Greedy continuations recomputing the whole left-padded batch at every step (no KV cache
-    API involved); returns (tokens per sequence, smallest top-2 margin)."""
+    API involved); returns (tokens per sequence, smallest top-2 margin, each step's margin per
+    sequence)."""
     seqs = [list(p) for p in prompts]
     new = [[] for _ in prompts]
+    margins = [[] for _ in prompts]
     done = [False] * len(prompts)
     margin = float("inf")
     for _ in range(steps):
@@ -287,6 +289,7 @@ def greedy(model, torch, prompts, steps, pad_id, stop=None):
             if done[b]:
                 continue
             margin = min(margin, float(top2[b, 0] - top2[b, 1]))
+            margins[b].append(float(top2[b, 0] - top2[b, 1]))
             token = int(nxt[b])
             new[b].append(token)
             seqs[b].append(token)
@@ -294,7 +297,7 @@ def greedy(model, torch, prompts, steps, pad_id, stop=None):
                 done[b] = True
         if all(done):
             break
-    return new, margin
+    return new, margin, margins
 
 
 def main():
@@ -349,20 +352,23 @@ def main():
         except Exception as e:  # noqa: BLE001
             log("HF prompt ids failed:", e)
 
-    # --- model: the first seed whose greedy choices are decisive -----------------------------------
+    # --- model: of 12 seeds, the one whose greedy choices are the most decisive (the fp16 GPU run
+    # must make the same choices) -----------------------------------------------------------------
     chosen = None
-    for seed in range(args.seed, args.seed + 20):
+    for seed in range(args.seed, args.seed + 12):
         config, model = build_model(torch, vocab_size, seed)
-        batch_new, margin = greedy(model, torch, prompt_ids, GREEDY_TOKENS, EOS)
+        batch_new, margin, batch_margins = greedy(model, torch, prompt_ids, GREEDY_TOKENS, EOS)
         hello_ids = [BOS] + encode("Hello")
-        hello_new, hello_margin = greedy(model, torch, [hello_ids], HELLO_NEW_TOKENS, EOS, stop=EOS)
+        hello_new, hello_margin, _ = greedy(model, torch, [hello_ids], HELLO_NEW_TOKENS, EOS, stop=EOS)
+        worst = min(margin, hello_margin)
         log(f"seed {seed}: greedy margin {margin:.3g}, hello margin {hello_margin:.3g}")
-        if min(margin, hello_margin) >= MIN_MARGIN:
-            chosen = (seed, config, model, batch_new, margin, hello_ids, hello_new[0], hello_margin)
-            break
-    if chosen is None:
-        sys.exit("make_llama_fixtures: no seed in 20 gave greedy margins >= 1e-3")
-    seed, config, model, batch_new, margin, hello_ids, hello_new, hello_margin = chosen
+        if chosen is None or worst > min(chosen[4], chosen[7]):
+            chosen = (seed, config, model, batch_new, margin, hello_ids, hello_new[0], hello_margin, batch_margins)
+    seed, config, model, batch_new, margin, hello_ids, hello_new, hello_margin, batch_margins = chosen
+    if min(margin, hello_margin) < MIN_MARGIN:
+        sys.exit(f"make_llama_fixtures: the best of 12 seeds has a greedy margin of {min(margin, hello_margin):.3g} "
+                 f"< {MIN_MARGIN}: pick another --seed")
+    log(f"chosen seed {seed}")
     theta, rope_type = rope_theta_of(config)
     if theta is not None and abs(float(theta) - 10000.0) > 1e-9:
         sys.exit(f"make_llama_fixtures: rope_theta is {theta}, expected the default 10000")
@@ -442,6 +448,7 @@ def main():
         "attention_mask": mask.tolist(),
         "position_ids": pos.tolist(),
         "greedy_new_tokens": batch_new,
+        "greedy_top2_margins": batch_margins,
         "greedy_new_text_hex": [flexgen_decode(sp, g).hex() for g in batch_new],
         "alone_agrees_with_padded": alone_agrees,
         "hello_prompt": "Hello",

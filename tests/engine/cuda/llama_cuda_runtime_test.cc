@@ -171,7 +171,22 @@ TEST(CudaLlamaRuntime, FixtureGreedyTokensMatchHf) {
     TempDir dir;
     auto runtime = make_cuda_runtime(plan, source_of(w), options_in(dir));
     const RunReport report = runtime->generate(ps, SamplingConfig{}, std::nullopt);
-    EXPECT_EQ(report.tokens, expected) << (offload ? "offloaded" : "all on the GPU");
+    // fp16 against HF's float32: every greedy choice up to the first one HF made by a top-2 margin
+    // under 0.05 (where fp16 rounding may choose the other token) must agree.
+    const auto& margins = ref["greedy_top2_margins"];
+    std::size_t compared = 0, total = 0;
+    ASSERT_EQ(report.tokens.size(), expected.size());
+    for (std::size_t s2 = 0; s2 < expected.size(); ++s2) {
+      total += expected[s2].size();
+      for (std::size_t i = 0; i < expected[s2].size(); ++i) {
+        ASSERT_LT(i, report.tokens[s2].size());
+        EXPECT_EQ(report.tokens[s2][i], expected[s2][i]) << (offload ? "offloaded" : "all on the GPU") << ", sequence "
+                                                         << s2 << ", step " << i;
+        ++compared;
+        if (margins[s2][i].get<double>() < 0.05) break;
+      }
+    }
+    EXPECT_GE(2 * compared, total) << "too few decisive steps in the fixture to compare";
   }
 }
 
