@@ -191,13 +191,15 @@ Logits3 reference_llama_logits(const ModelSpec& spec, const LlamaWeights& weight
 
 std::vector<std::vector<std::int32_t>> reference_llama_greedy(const ModelSpec& spec, const LlamaWeights& weights,
                                                               const std::vector<std::vector<std::int32_t>>& prompts,
-                                                              int new_tokens, const ReferenceOptions& options) {
+                                                              int new_tokens, const ReferenceOptions& options,
+                                                              std::vector<std::vector<double>>* margins) {
   std::vector<std::vector<std::int32_t>> sequences = prompts;
   std::size_t longest = 0;
   for (const auto& p : prompts) longest = std::max(longest, p.size());
   ReferenceOptions step_options = options;
   step_options.first_decode_position = longest;
   std::vector<std::vector<std::int32_t>> generated(prompts.size());
+  if (margins != nullptr) margins->assign(prompts.size(), {});
   for (int step = 0; step < new_tokens; ++step) {
     std::vector<std::vector<std::int32_t>> ids;
     std::vector<std::vector<int>> mask;
@@ -208,6 +210,13 @@ std::vector<std::vector<std::int32_t>> reference_llama_greedy(const ModelSpec& s
       std::size_t best = 0;
       for (std::size_t i = 1; i < row.size(); ++i) {
         if (row[i] > row[best]) best = i;
+      }
+      if (margins != nullptr) {
+        double second = -1e300;
+        for (std::size_t i = 0; i < row.size(); ++i) {
+          if (i != best) second = std::max(second, row[i]);
+        }
+        (*margins)[b].push_back(row[best] - second);
       }
       generated[b].push_back(static_cast<std::int32_t>(best));
       sequences[b].push_back(static_cast<std::int32_t>(best));

@@ -25,9 +25,12 @@ Logits3 reference_llama_logits(const ModelSpec& spec, const LlamaWeights& weight
                                const std::vector<std::vector<std::int32_t>>& ids,
                                const std::vector<std::vector<int>>& mask, const ReferenceOptions& options = {});
 
-// Greedy decoding recomputing the whole forward at every step (as reference_greedy).
+// Greedy decoding recomputing the whole forward at every step (as reference_greedy). With
+// `margins`, each step's gap between the best and the second-best logit, per sequence: how
+// decisive the choice was (an fp16 run can only be expected to agree where it is clear).
 std::vector<std::vector<std::int32_t>> reference_llama_greedy(const ModelSpec& spec, const LlamaWeights& weights,
                                                               const std::vector<std::vector<std::int32_t>>& prompts,
-                                                              int new_tokens, const ReferenceOptions& options = {});
+                                                              int new_tokens, const ReferenceOptions& options = {},
+                                                              std::vector<std::vector<double>>* margins = nullptr);
 
 }  // namespace flexgen::testing

@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "engine/compress/quant4.h"
+#include "engine/core/error.h"
 #include "engine/cuda/cuda_runtime.h"
 #include "engine/cuda/device_info.h"
 #include "engine/runtime/runtime.h"
@@ -125,6 +126,40 @@ RunReport run(const RunSetup& s, const LlamaWeights& w = weights(),
   return r;
 }
 
+// fp16 on the GPU against the float64 reference: every greedy choice up to the first one the
+// reference made by a top-2 logit margin under kDecisive agrees (where two logits are that close,
+// fp16 rounding may pick the other token, and everything after it then differs); and those
+// decisive choices are at least half of all.
+constexpr double kDecisive = 0.02;
+
+struct Expected {
+  std::vector<std::vector<std::int32_t>> tokens;
+  std::vector<std::vector<double>> margins;
+};
+
+Expected reference(const LlamaWeights& w, const std::vector<std::vector<std::int32_t>>& ps, int new_tokens,
+                   const testing::ReferenceOptions& options = {}) {
+  Expected e;
+  e.tokens = testing::reference_llama_greedy(spec(), w, ps, new_tokens, options, &e.margins);
+  return e;
+}
+
+void expect_reference_tokens(const std::vector<std::vector<std::int32_t>>& got, const Expected& e,
+                             const std::string& what) {
+  ASSERT_EQ(got.size(), e.tokens.size()) << what;
+  std::size_t compared = 0, total = 0;
+  for (std::size_t s2 = 0; s2 < e.tokens.size(); ++s2) {
+    total += e.tokens[s2].size();
+    for (std::size_t i = 0; i < e.tokens[s2].size(); ++i) {
+      ASSERT_LT(i, got[s2].size()) << what;
+      EXPECT_EQ(got[s2][i], e.tokens[s2][i]) << what << ": sequence " << s2 << ", step " << i;
+      ++compared;
+      if (e.margins[s2][i] < kDecisive) break;
+    }
+  }
+  EXPECT_GE(2 * compared, total) << what << ": too few decisive steps to compare";
+}
+
 // As cuda_runtime_test.cc: a 4-bit cache turns fp16 rounding differences into whole quantization
 // steps near code boundaries, so late tokens may leave the reference; every first token and 75%
 // of all tokens must agree.
@@ -195,8 +230,7 @@ TEST(CudaLlamaRuntime, AllGpuMatchesTheFloat64Reference) {
   for (std::int64_t ngb : {1, 3}) {
     RunSetup s;
     s.ngb = ngb;
-    EXPECT_EQ(run(s).tokens, testing::reference_llama_greedy(spec(), weights(), prompts(2 * ngb), kGenLen))
-        << "ngb " << ngb;
+    expect_reference_tokens(run(s).tokens, reference(weights(), prompts(2 * ngb), kGenLen), str_cat("ngb ", ngb));
   }
 }
 
@@ -213,11 +247,11 @@ TEST(CudaLlamaRuntime, LongPromptsMatchTheFloat64Reference) {
     for (int i = 1; i < len; ++i) p.push_back(3 + rng.below(90));
     ps.push_back(p);
   }
-  const auto expected = testing::reference_llama_greedy(spec(), weights(), ps, 4);
+  const Expected expected = reference(weights(), ps, 4);
   for (const std::array<double, 6>& percent : {std::array<double, 6>{100, 0, 100, 0, 100, 0},
                                                std::array<double, 6>{0, 100, 50, 50, 100, 0}}) {
     s.percent = percent;
-    EXPECT_EQ(run(s, weights(), ps).tokens, expected);
+    expect_reference_tokens(run(s, weights(), ps).tokens, expected, "long prompts");
   }
 }
 
@@ -280,13 +314,13 @@ TEST(CudaLlamaRuntime, CompressedWeightsMatchAReferenceOnQuantizedWeights) {
   for (const TensorSlot& slot : llama_tensor_slots(spec(), q)) {
     if (slot.shape.size() >= 2) *slot.target = fake_quantize(*slot.target, weight_quant_spec(ScaleType::kFloat16));
   }
-  const auto expected = testing::reference_llama_greedy(spec(), q, prompts(4), kGenLen);
+  const Expected expected = reference(q, prompts(4), kGenLen);
   for (const auto& p : kPlacements) {
     RunSetup s;
     s.ngb = 2;
     s.percent = {p.gpu, p.cpu, 100, 0, 100, 0};
     s.compress_weight = true;
-    EXPECT_EQ(run(s).tokens, expected) << p.name;
+    expect_reference_tokens(run(s).tokens, expected, p.name);
   }
 }
 
@@ -323,13 +357,13 @@ TEST(CudaLlamaRuntime, SparseAttentionMatchesTheGroupTopKReference) {
   for (double sparsity : {0.5, 0.25}) {
     testing::ReferenceOptions ref;
     ref.attn_sparsity = sparsity;
-    const auto expected = testing::reference_llama_greedy(spec(), weights(), prompts(4), kGenLen, ref);
+    const Expected expected = reference(weights(), prompts(4), kGenLen, ref);
     for (const auto& p : kPlacements) {
       RunSetup s;
       s.ngb = 2;
       s.percent = {100, 0, p.gpu, p.cpu, 100, 0};
       s.sparsity = sparsity;
-      EXPECT_EQ(run(s).tokens, expected) << p.name << " sparsity " << sparsity;
+      expect_reference_tokens(run(s).tokens, expected, str_cat(p.name, " sparsity ", sparsity));
     }
   }
 }
@@ -343,7 +377,8 @@ TEST(CudaLlamaRuntime, DelegatedAttentionGivesTheTokensOfGpuAttention) {
     s.percent = {0, 100, p.gpu, p.cpu, 100, 0};
     s.delegate = true;
     const RunReport r = run(s);
-    EXPECT_EQ(r.tokens, all_gpu_tokens(2)) << p.name;
+    // CPU attention sums in another order than the GPU's: compared where the choice is clear.
+    expect_reference_tokens(r.tokens, reference(weights(), prompts(4), kGenLen), p.name);
     s.delegate = false;
     EXPECT_LT(r.moved.h2d, run(s).moved.h2d) << p.name;
   }
@@ -354,7 +389,7 @@ TEST(CudaLlamaRuntime, DelegatedAttentionGivesTheTokensOfGpuAttention) {
   s.percent = {100, 0, 0, 100, 100, 0};
   s.delegate = true;
   s.sparsity = 0.5;
-  EXPECT_EQ(run(s).tokens, testing::reference_llama_greedy(spec(), weights(), prompts(4), kGenLen, ref));
+  expect_reference_tokens(run(s).tokens, reference(weights(), prompts(4), kGenLen, ref), "sparse, delegated");
   s.compress_cache = true;
   ref = quantized_cache_reference();
   ref.attn_sparsity = 0.5;
