@@ -7,7 +7,7 @@
 #   --plots: also Python 3 with matplotlib, for plots/ (the quick start's main job)
 set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config libglpk-dev libboost-program-options-dev nlohmann-json3-dev
-      libgtest-dev libgmock-dev libbenchmark-dev)
+      libgtest-dev libgmock-dev libbenchmark-dev libsentencepiece-dev)
 for arg in "$@"; do
   case "$arg" in
     --fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;

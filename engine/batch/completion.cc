@@ -14,7 +14,7 @@ const char* finish_reason_name(FinishReason reason) {
 }
 
 Completion finish_completion(const std::vector<std::int32_t>& generated, const BatchPrompt& prompt,
-                             std::optional<std::int32_t> end_token, const BpeTokenizer* tokenizer) {
+                             std::optional<std::int32_t> end_token, const Tokenizer* tokenizer) {
   Completion c;
   std::string text;
   std::size_t longest_stop = 0;

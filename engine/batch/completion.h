@@ -30,7 +30,7 @@ struct Completion {
 // `generated`: the runtime's tokens for the prompt (at least min(max_new_tokens, its length)
 // tokens unless it ends with the end token). `tokenizer` may be null (no text, no stop strings).
 Completion finish_completion(const std::vector<std::int32_t>& generated, const BatchPrompt& prompt,
-                             std::optional<std::int32_t> end_token, const BpeTokenizer* tokenizer);
+                             std::optional<std::int32_t> end_token, const Tokenizer* tokenizer);
 
 // The output line, '\n' included: {"id", "text" (null without a tokenizer), "tokens",
 // "finish_reason", "prompt_tokens", "completion_tokens"}, compact, on one line. Text that is not

@@ -76,7 +76,7 @@ SamplingConfig sampling_of(const nlohmann::json& o, const PromptDefaults& defaul
 // One line into a prompt (all but the duplicate-id check); throws flexgen::Error "<origin>: ...".
 // `first_line` maps the ids seen so far (on good or bad lines) to their first line.
 BatchPrompt parse_line(const std::string& text, std::int64_t line, const std::string& origin, const ModelSpec& spec,
-                       const BpeTokenizer* tokenizer, const PromptDefaults& defaults,
+                       const Tokenizer* tokenizer, const PromptDefaults& defaults,
                        std::unordered_map<std::string, std::int64_t>& first_line) {
   const nlohmann::json o = parse_json_text(text, origin);
   FLEXGEN_REQUIRE(o.is_object(), origin, ": expected a JSON object (got ", json_preview(o), ")");
@@ -99,9 +99,9 @@ BatchPrompt parse_line(const std::string& text, std::int64_t line, const std::st
   const nlohmann::json& prompt = o["prompt"];
   if (prompt.is_string()) {
     FLEXGEN_REQUIRE(tokenizer != nullptr, origin,
-                    ": a text prompt needs a tokenizer (vocab.json and merges.txt in the model directory); give "
+                    ": a text prompt needs a tokenizer (vocab.json and merges.txt, or tokenizer.model, in the model directory); give "
                     "token ids instead");
-    p.tokens.push_back(static_cast<std::int32_t>(spec.bos_token_id));
+    if (tokenizer->add_bos()) p.tokens.push_back(static_cast<std::int32_t>(spec.bos_token_id));
     try {
       for (std::int32_t id : tokenizer->encode(prompt.get<std::string>())) p.tokens.push_back(id);
     } catch (const Error& e) {
@@ -136,7 +136,7 @@ BatchPrompt parse_line(const std::string& text, std::int64_t line, const std::st
       p.stop.push_back(s.get<std::string>());
     }
     FLEXGEN_REQUIRE(p.stop.empty() || tokenizer != nullptr, origin,
-                    ": stop strings need a tokenizer (vocab.json and merges.txt in the model directory)");
+                    ": stop strings need a tokenizer (vocab.json and merges.txt, or tokenizer.model, in the model directory)");
   }
   p.sampling = sampling_of(o, defaults, origin);
 
@@ -160,7 +160,7 @@ std::string prompt_id_key(const nlohmann::json& id) {
 }
 
 PromptFile parse_prompt_lines(std::istream& in, const std::string& origin, const ModelSpec& spec,
-                              const BpeTokenizer* tokenizer, const PromptDefaults& defaults) {
+                              const Tokenizer* tokenizer, const PromptDefaults& defaults) {
   PromptFile file;
   std::unordered_map<std::string, std::int64_t> first_line;  // id key -> the first line with it
   std::string text;
@@ -179,7 +179,7 @@ PromptFile parse_prompt_lines(std::istream& in, const std::string& origin, const
   return file;
 }
 
-PromptFile read_prompt_file(const std::filesystem::path& path, const ModelSpec& spec, const BpeTokenizer* tokenizer,
+PromptFile read_prompt_file(const std::filesystem::path& path, const ModelSpec& spec, const Tokenizer* tokenizer,
                             const PromptDefaults& defaults) {
   std::error_code ec;
   FLEXGEN_REQUIRE(!std::filesystem::is_directory(path, ec), path.string(), ": is a directory, expected a file");

@@ -64,11 +64,11 @@ std::string prompt_id_key(const nlohmann::json& id);
 // Parses prompt lines. `origin` names the input in messages (the path). `tokenizer` may be null
 // (dummy weights): text prompts and stop strings are then bad lines.
 PromptFile parse_prompt_lines(std::istream& in, const std::string& origin, const ModelSpec& spec,
-                              const BpeTokenizer* tokenizer, const PromptDefaults& defaults);
+                              const Tokenizer* tokenizer, const PromptDefaults& defaults);
 
 // Reads the file; throws flexgen::Error "<path>: cannot read file" when it cannot be opened.
 PromptFile read_prompt_file(const std::filesystem::path& path, const ModelSpec& spec,
-                            const BpeTokenizer* tokenizer, const PromptDefaults& defaults);
+                            const Tokenizer* tokenizer, const PromptDefaults& defaults);
 
 // The prompts `flexgen batch` runs of a file read from `origin`: its good lines. Throws
 // flexgen::Error when the file has bad lines and `skip_bad` is false ("N bad line(s) in <origin>

@@ -176,7 +176,7 @@ int run_batch(const std::vector<std::string>& args) {
 
   LoadedModel model = load_model(flags.model, flags.seed, backend);
   const ModelSpec& spec = model.spec;
-  const BpeTokenizer* tokenizer = model.tokenizer ? &*model.tokenizer : nullptr;
+  const Tokenizer* tokenizer = model.tokenizer.get();
   std::optional<std::int32_t> stop;
   if (stop_token == -2) {
     if (!model.dummy) stop = static_cast<std::int32_t>(spec.eos_token_id);

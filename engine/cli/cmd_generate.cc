@@ -33,10 +33,11 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: flexgen generate --model MODEL [--prompt TEXT ...] [options]\n\n"
-    "Generates text with an OPT model through the offloading runtime. MODEL is a\n"
+    "Generates text with an OPT or LLaMA model through the offloading runtime. MODEL is a\n"
     "directory saved by HF transformers (config.json, model.safetensors or an index with shards,\n"
-    "vocab.json, merges.txt) or a name from the built-in table (opt-125m ... opt-175b), which runs\n"
-    "with seeded dummy weights and dummy prompts of --prompt-len tokens.\n\n"
+    "and the tokenizer: vocab.json + merges.txt, or tokenizer.model) or a name from the built-in\n"
+    "table (opt-125m ... opt-175b, llama-2-7b ... llama-3-70b), which runs with seeded dummy\n"
+    "weights and dummy prompts of --prompt-len tokens.\n\n"
     "Each --prompt is one sequence; the block (gpu batch size x gpu batches) is filled by repeating\n"
     "the prompts. Text goes to stdout, a summary to stderr; --json prints one object instead.";
 
@@ -87,15 +88,16 @@ int run_generate(const std::vector<std::string>& args) {
   LoadedModel model = load_model(flags.model, flags.seed, backend);
   const ModelSpec& spec = model.spec;
 
-  // Prompts as token ids (OPT's tokenizer starts every prompt with </s>).
+  // Prompts as token ids (OPT's tokenizer starts every prompt with </s>, LLaMA's with <s>).
   std::vector<std::vector<std::int32_t>> distinct;
   std::int64_t prompt_len = flags.prompt_len;
   if (!prompt_texts.empty()) {
-    FLEXGEN_REQUIRE(model.tokenizer.has_value(), flags.model,
-                    ": --prompt needs vocab.json and merges.txt in the model directory");
+    FLEXGEN_REQUIRE(model.tokenizer != nullptr, "--prompt needs the model's tokenizer: ",
+                    model.tokenizer_unavailable);
     std::int64_t longest = 0;
     for (const std::string& text : prompt_texts) {
-      std::vector<std::int32_t> ids = {static_cast<std::int32_t>(spec.bos_token_id)};
+      std::vector<std::int32_t> ids;
+      if (model.tokenizer->add_bos()) ids.push_back(static_cast<std::int32_t>(spec.bos_token_id));
       for (std::int32_t id : model.tokenizer->encode(text)) ids.push_back(id);
       longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(ids.size()));
       distinct.push_back(std::move(ids));

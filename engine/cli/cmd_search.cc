@@ -54,7 +54,7 @@ int run_search(const std::vector<std::string>& args) {
   po::options_description desc("Options");
   desc.add_options()
       ("help,h", "show this help")
-      ("model", po::value(&model)->required(), "a table name (opt-125m ... opt-175b) or a model directory with config.json")
+      ("model", po::value(&model)->required(), "a table name (opt-125m ... opt-175b, llama-2-7b ... llama-3-70b) or a model directory with config.json")
       ("prompt-len", po::value(&prompt_len)->default_value(prompt_len), "prompt length in tokens")
       ("gen-len", po::value(&gen_len)->default_value(gen_len), "tokens to generate")
       ("hardware", po::value(&hardware)->default_value(hardware), "hardware file, or a name under experiments/hardware/")

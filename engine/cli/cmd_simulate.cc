@@ -33,7 +33,8 @@ constexpr const char* kUsage =
     "Replays the schedule `flexgen generate` would run (same flags) on a hardware spec, each task\n"
     "timed by the cost model, and reports throughput, prefill and decode latency, the utilization\n"
     "of each resource, the critical resource of each phase and the peak memory of each tier.\n"
-    "MODEL is a name from the built-in table (opt-125m ... opt-175b) or a directory with an HF\n"
+    "MODEL is a name from the built-in table (opt-125m ... opt-175b, llama-2-7b ... llama-3-70b) or a\n"
+    "directory with an HF "
     "config.json (no weights are read). --set KEY=VALUE overrides one field of the hardware spec\n"
     "(e.g. --set h2d_bytes_per_s=32e9 --set gpu_memory_bytes=24GiB).";
 

@@ -14,8 +14,8 @@ void add_run_options(po::options_description& desc, RunFlags& f) {
   po::options_description model("Model and workload", 100);
   model.add_options()
       ("model", po::value(&f.model)->required(),
-       "a model directory (HF config.json + safetensors + vocab.json/merges.txt) or a table name "
-       "(opt-125m ... opt-175b) for seeded dummy weights")
+       "a model directory (HF config.json + safetensors + vocab.json/merges.txt or tokenizer.model) "
+       "or a table name (opt-125m ... opt-175b, llama-2-7b ... llama-3-70b) for seeded dummy weights")
       ("prompt-len", po::value(&f.prompt_len)->default_value(f.prompt_len),
        "prompt length in tokens for dummy prompts")
       ("gen-len", po::value(&f.gen_len)->default_value(f.gen_len), "tokens to generate")

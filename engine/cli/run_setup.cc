@@ -85,12 +85,19 @@ LoadedModel load_model(const std::string& model, std::uint64_t seed, Backend bac
   if (fs::is_directory(dir)) {
     FLEXGEN_REQUIRE(fs::exists(dir / "config.json"), model, ": no config.json in this directory");
     m.spec = ModelSpec::from_config_json(dir / "config.json");
-    m.weights = load_opt_weights(m.spec, dir);
-    if (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")) m.tokenizer = BpeTokenizer::from_dir(dir);
+    if (m.spec.family == ModelFamily::kLlama) {
+      m.llama_weights = load_llama_weights(m.spec, dir);
+    } else {
+      m.weights = load_opt_weights(m.spec, dir);
+    }
+    ModelTokenizer tokenizer = load_model_tokenizer(dir);
+    m.tokenizer = std::move(tokenizer.tokenizer);
+    m.tokenizer_unavailable = std::move(tokenizer.unavailable);
   } else {
     FLEXGEN_REQUIRE(!fs::exists(dir), model, ": not a model directory");
     m.spec = ModelSpec::from_name(model);
     m.dummy = true;
+    m.tokenizer_unavailable = model + ": dummy weights come without a tokenizer";
     if (backend == Backend::kHost) {
       // The host backend makes dummy weights as float32 before placement: refuse what cannot fit.
       const Bytes need = m.spec.total_params() * 4;

@@ -10,9 +10,10 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/model_spec.h"
+#include "engine/model/llama_weights.h"
 #include "engine/model/opt_weights.h"
 #include "engine/runtime/runtime.h"
-#include "engine/text/bpe_tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 namespace flexgen::cli {
 
@@ -31,15 +32,20 @@ RuntimeOptions runtime_options_from(const TierFlags& flags);
 
 struct LoadedModel {
   ModelSpec spec;       // dtype f16 on the CUDA backend (it stores and computes in fp16)
-  OptWeights weights;   // empty for dummy weights
-  std::optional<BpeTokenizer> tokenizer;
+  OptWeights weights;   // OPT; empty for dummy weights
+  LlamaWeights llama_weights;  // LLaMA; empty for dummy weights
+  std::shared_ptr<const Tokenizer> tokenizer;  // null when the model has none (dummy weights, ...)
+  std::string tokenizer_unavailable;           // then: why (one line)
   bool dummy = false;
   std::uint64_t seed = 0;
-  WeightsSource source() const { return {dummy ? nullptr : &weights, seed}; }
+  WeightsSource source() const {
+    const bool llama = spec.family == ModelFamily::kLlama;
+    return {dummy || llama ? nullptr : &weights, seed, dummy || !llama ? nullptr : &llama_weights};
+  }
 };
 
-// MODEL is an HF model directory or a name from the built-in table (dummy weights, seeded by
-// `seed`). Refuses dummy weights the host backend cannot hold as float32.
+// MODEL is an HF model directory (OPT or LLaMA, with its tokenizer files) or a name from the
+// built-in table (dummy weights, seeded by `seed`). Refuses dummy weights the host backend cannot hold as float32.
 LoadedModel load_model(const std::string& model, std::uint64_t seed, Backend backend);
 
 // A dummy prompt: the model's start token, then seeded ids from the vocabulary. Throws

@@ -10,6 +10,7 @@
 #include "engine/core/error.h"
 #include "engine/core/format.h"
 #include "engine/core/json_fields.h"
+#include "engine/core/llama_spec.h"
 
 namespace flexgen {
 namespace {
@@ -51,9 +52,9 @@ std::string lower(std::string_view text) {
 
 std::string known_names_list() {
   std::string list;
-  for (const OptSize& size : kOptSizes) {
+  for (const std::string& name : ModelSpec::known_names()) {
     if (!list.empty()) list += ", ";
-    list += size.name;
+    list += name;
   }
   return list;
 }
@@ -73,6 +74,13 @@ void check_spec(const ModelSpec& spec, const std::string& prefix) {
   check_size("max_positions", spec.max_positions, kMaxRows);
   FLEXGEN_REQUIRE(spec.hidden_size % spec.num_heads == 0, prefix, ": hidden_size ",
                   spec.hidden_size, " is not divisible by the number of heads ", spec.num_heads);
+  FLEXGEN_REQUIRE(spec.num_kv_heads >= 0 && spec.num_kv_heads <= spec.num_heads &&
+                      spec.num_heads % spec.kv_heads() == 0,
+                  prefix, ": num_kv_heads ", spec.num_kv_heads,
+                  " must divide the number of heads ", spec.num_heads);
+  FLEXGEN_REQUIRE(spec.family == ModelFamily::kLlama || spec.kv_heads() == spec.num_heads, prefix,
+                  ": OPT models have as many key/value heads as heads (num_kv_heads ",
+                  spec.num_kv_heads, ", num_heads ", spec.num_heads, ")");
   const auto check_token = [&](std::string_view field, std::int64_t id) {
     FLEXGEN_REQUIRE(id >= 0 && id < spec.vocab_size, prefix, ": ", field, " ", id,
                     " is outside the vocabulary [0, ", spec.vocab_size, ")");
@@ -82,6 +90,7 @@ void check_spec(const ModelSpec& spec, const std::string& prefix) {
   check_token("eos_token_id", spec.eos_token_id);
   FLEXGEN_REQUIRE(spec.layer_norm_eps > 0 && spec.layer_norm_eps < 1, prefix,
                   ": layer_norm_eps must be in (0, 1) (got ", spec.layer_norm_eps, ")");
+  if (spec.family == ModelFamily::kLlama) llama_spec::check(spec, prefix);
 }
 
 DType parse_dtype(const nlohmann::json& value, std::string_view field, const std::string& origin) {
@@ -96,6 +105,10 @@ DType parse_dtype(const nlohmann::json& value, std::string_view field, const std
 }
 
 }  // namespace
+
+const char* family_name(ModelFamily family) {
+  return family == ModelFamily::kLlama ? "llama" : "opt";
+}
 
 Bytes dtype_bytes(DType dtype) {
   switch (dtype) {
@@ -124,6 +137,7 @@ const char* dtype_name(DType dtype) {
 }
 
 std::int64_t ModelSpec::layer_params() const {
+  if (family == ModelFamily::kLlama) return llama_spec::layer_params(*this);
   const std::int64_t h = hidden_size;
   const std::int64_t f = ffn_dim;
   const std::int64_t attention = 4 * (h * h + h);      // q, k, v, out projections with biases
@@ -133,6 +147,7 @@ std::int64_t ModelSpec::layer_params() const {
 }
 
 std::int64_t ModelSpec::embedding_params() const {
+  if (family == ModelFamily::kLlama) return llama_spec::embedding_params(*this);
   return vocab_size * hidden_size + position_rows() * hidden_size + 2 * hidden_size;
 }
 
@@ -144,6 +159,7 @@ void ModelSpec::validate() const { check_spec(*this, "invalid model '" + name + 
 
 ModelSpec ModelSpec::from_name(const std::string& name) {
   std::string key = lower(name);
+  if (auto llama = llama_spec::from_table(key)) return *llama;
   if (key.rfind("facebook/", 0) == 0) key.erase(0, std::string_view("facebook/").size());
   for (const OptSize& size : kOptSizes) {
     if (key != size.name) continue;
@@ -153,6 +169,7 @@ ModelSpec ModelSpec::from_name(const std::string& name) {
     spec.num_layers = size.num_layers;
     spec.hidden_size = size.hidden_size;
     spec.num_heads = size.num_heads;
+    spec.num_kv_heads = size.num_heads;
     spec.ffn_dim = size.ffn_dim;
     spec.vocab_size = kOptVocab;
     spec.max_positions = kOptMaxPositions;
@@ -175,6 +192,7 @@ ModelSpec ModelSpec::from_name(const std::string& name) {
 std::vector<std::string> ModelSpec::known_names() {
   std::vector<std::string> names;
   for (const OptSize& size : kOptSizes) names.emplace_back(size.name);
+  for (const std::string& name : llama_spec::table_names()) names.push_back(name);
   return names;
 }
 
@@ -207,8 +225,9 @@ ModelSpec ModelSpec::from_config(const nlohmann::json& config, const std::string
   const nlohmann::json& model_type = field("model_type");
   FLEXGEN_REQUIRE(model_type.is_string(), origin, ": field 'model_type': expected a string (got ",
                   json_preview(model_type), ")");
+  if (model_type.get<std::string>() == "llama") return llama_spec::from_config(config, name, origin);
   FLEXGEN_REQUIRE(model_type.get<std::string>() == "opt", origin, ": model_type ",
-                  json_preview(model_type), " is not supported (only \"opt\")");
+                  json_preview(model_type), " is not supported (only \"opt\" and \"llama\")");
 
   ModelSpec spec;
   spec.name = name;
@@ -216,6 +235,7 @@ ModelSpec ModelSpec::from_config(const nlohmann::json& config, const std::string
   spec.num_layers = integer("num_hidden_layers", true);
   spec.hidden_size = integer("hidden_size", true);
   spec.num_heads = integer("num_attention_heads", true);
+  spec.num_kv_heads = spec.num_heads;
   spec.ffn_dim = integer("ffn_dim", true);
   spec.vocab_size = integer("vocab_size", true);
   spec.max_positions = integer("max_position_embeddings", true);
@@ -276,3 +296,13 @@ ModelSpec ModelSpec::from_config_json(const std::filesystem::path& config_path) 
 }
 
 }  // namespace flexgen
+
+namespace flexgen::spec_detail {
+
+DType parse_dtype_field(const nlohmann::json& value, std::string_view field, const std::string& origin) {
+  return parse_dtype(value, field, origin);
+}
+
+void check_spec_fields(const ModelSpec& spec, const std::string& prefix) { check_spec(spec, prefix); }
+
+}  // namespace flexgen::spec_detail

@@ -32,8 +32,11 @@ MemorySizes MemorySizes::of_plan(const Plan& plan, std::int64_t num_decoder_laye
       2.0 * static_cast<double>(plan.cache.units) * static_cast<double>(plan.cache.capacity) *
       static_cast<double>(plan.cache.row_bytes);
   s.activation_bytes_per_batch = static_cast<double>(plan.activation_bytes(plan.workload.prompt_len));
-  s.delegation_bytes_per_unit =
-      static_cast<double>(plan.spec.head_dim()) * (plan.weight_dtype == Encoding::kF32 ? 4.0 : 2.0);
+  // The four delegation buffers hold per unit its queries and output (queries_per_unit head
+  // vectors each) and its new key and value (one each): 4 v with v the mean of the four.
+  s.delegation_bytes_per_unit = static_cast<double>(plan.spec.head_dim()) *
+                                (plan.weight_dtype == Encoding::kF32 ? 4.0 : 2.0) *
+                                (static_cast<double>(plan.cache.queries_per_unit) + 1.0) / 2.0;
   return s;
 }
 
@@ -103,14 +106,23 @@ GpuWorkspace gpu_workspace(const ModelSpec& spec, const Workload& workload, cons
   const double a = static_cast<double>(spec.num_heads);
   const double head_dim = static_cast<double>(spec.head_dim());
   GpuWorkspace w;
-  w.prefill = e * std::max(5.0 * b * s * h + a * b * s * s, b * s * (2.0 * h + f));
-  w.decode = e * std::max(5.0 * b * h + a * b * (s + n), b * (2.0 * h + f));
+  if (spec.family == ModelFamily::kLlama) {
+    // LLaMA: k and v are kv_dim wide (grouped-query attention); the MLP holds gate and up.
+    const double kv = static_cast<double>(spec.kv_dim());
+    w.prefill = e * std::max(b * s * (3.0 * h + 2.0 * kv) + a * b * s * s, b * s * (2.0 * h + 2.0 * f));
+    w.decode = e * std::max(b * (3.0 * h + 2.0 * kv) + a * b * (s + n), b * (2.0 * h + 2.0 * f));
+  } else {
+    w.prefill = e * std::max(5.0 * b * s * h + a * b * s * s, b * s * (2.0 * h + f));
+    w.decode = e * std::max(5.0 * b * h + a * b * (s + n), b * (2.0 * h + f));
+  }
   if (policy.compress_weight()) {
     const double layer_dense = static_cast<double>(spec.layer_params()) * e;
     w.prefill += layer_dense;
     w.decode += layer_dense;
   }
-  if (policy.compress_cache()) w.decode += e * 2.0 * b * a * (s + n - 1.0) * head_dim;
+  if (policy.compress_cache()) {
+    w.decode += e * 2.0 * b * static_cast<double>(spec.kv_heads()) * (s + n - 1.0) * head_dim;
+  }
   return w;
 }
 

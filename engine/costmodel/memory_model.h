@@ -33,10 +33,10 @@ namespace flexgen {
 struct MemorySizes {
   std::array<double, 3> layer_weight_bytes{};  // W_k: stored bytes of one layer of each LayerKind
   std::int64_t num_decoder_layers = 0;         // L
-  std::int64_t cache_units = 0;                // U = gpu batch size x heads
+  std::int64_t cache_units = 0;                // U = gpu batch size x key/value heads
   double cache_bytes_per_layer_batch = 0;      // C: key and value, all positions, all U units
   double activation_bytes_per_batch = 0;       // A: gpu batch size x prompt x hidden x element
-  double delegation_bytes_per_unit = 0;        // v: head_dim x element
+  double delegation_bytes_per_unit = 0;        // v: head_dim x element x (queries per unit + 1) / 2
 
   double total_weight_bytes() const;  // sum_k n_k W_k
   double largest_layer_bytes() const;  // max_k W_k

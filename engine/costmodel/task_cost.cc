@@ -9,14 +9,21 @@ namespace {
 bool contains(std::string_view name, std::string_view part) { return name.find(part) != std::string_view::npos; }
 
 // Which GPU task of its layer reads a weight tensor: 0 `compute`, 1 `compute_post`, -1 none (the
-// embedding tables, which are gathered rather than multiplied, and the LayerNorms).
+// embedding tables, which are gathered rather than multiplied, and the normalisations). OPT and
+// LLaMA names: q, k, v go with `compute`; the output projection and the MLP with `compute_post`;
+// the LM head (the output layer's copy of the tied embedding, or LLaMA's lm_head) with the
+// output layer's `compute`.
 int gemm_task_of(const std::string& name, bool output_layer) {
-  if (output_layer) return name == "embed_tokens.weight" ? 0 : -1;
+  if (output_layer) return name == "embed_tokens.weight" || name == "lm_head.weight" ? 0 : -1;
   if (contains(name, ".self_attn.q_proj.") || contains(name, ".self_attn.k_proj.") ||
       contains(name, ".self_attn.v_proj.")) {
     return 0;
   }
   if (contains(name, ".self_attn.out_proj.") || contains(name, ".fc1.") || contains(name, ".fc2.")) return 1;
+  if (contains(name, ".self_attn.o_proj.") || contains(name, ".mlp.gate_proj.") || contains(name, ".mlp.up_proj.") ||
+      contains(name, ".mlp.down_proj.")) {
+    return 1;
+  }
   return -1;
 }
 
@@ -50,16 +57,19 @@ TaskCostModel::TaskCostModel(const Plan& plan, const HardwareSpec& hardware, Sch
   }
   const double head_dim = static_cast<double>(plan.spec.head_dim());
   double row_read = static_cast<double>(plan.cache.row_bytes);
+  // A row serves the unit's queries_per_unit query heads (grouped-query attention), 2 head_dim
+  // FLOPs each.
+  const double flops_per_row = 2.0 * head_dim * static_cast<double>(plan.cache.queries_per_unit);
   if (plan.policy.compress_cache()) {
     const double dense_row = head_dim * dense_element;
     if (measured_dequant) {
       row_read = dense_row;  // attention reads the dequantized rows
-      cache_dequant_bytes_per_flop_ = dense_row / (2.0 * head_dim);
+      cache_dequant_bytes_per_flop_ = dense_row / flops_per_row;
     } else {
       row_read += 2.0 * dense_row;
     }
   }
-  bytes_per_attention_flop_ = row_read / (2.0 * head_dim);
+  bytes_per_attention_flop_ = row_read / flops_per_row;
 }
 
 double TaskCostModel::gemm_bytes(const Task& task) const {

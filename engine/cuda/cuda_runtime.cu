@@ -40,8 +40,15 @@
 #include "engine/cuda/ops/prefill_attention.cuh"
 #include "engine/cuda/ops/prefill_attention_gemm.cuh"
 #include "engine/cuda/ops/quant4.cuh"
+#include "engine/cuda/ops/query_groups.cuh"
+#include "engine/cuda/ops/rms_norm.cuh"
+#include "engine/cuda/ops/rotary.cuh"
+#include "engine/cuda/ops/swiglu.cuh"
+#include "engine/cuda/ops/token_embedding.cuh"
 #include "engine/cuda/ops/top_k.cuh"
 #include "engine/generate/sampler.h"
+#include "engine/model/decoder.h"
+#include "engine/model/llama_layer.h"
 #include "engine/runtime/cpu_attention.h"
 #include "engine/runtime/disk_store.h"
 #include "engine/runtime/early_stop.h"
@@ -73,13 +80,16 @@ struct Buffer {
   DiskRegion region;
 };
 
-// The roles of a decoder layer's tensors, found by name.
+// The roles of a decoder layer's tensors, found by name. LLaMA (no biases) uses kQw, kKw, kVw, kOw,
+// kAttnLnW (input_layernorm), kMlpLnW (post_attention_layernorm), kFc1w (gate_proj), kUpW
+// (up_proj) and kFc2w (down_proj).
 enum W : int {
   kQw, kQb, kKw, kKb, kVw, kVb, kOw, kOb, kAttnLnW, kAttnLnB, kFc1w, kFc1b, kFc2w, kFc2b, kMlpLnW, kMlpLnB,
-  kNumDecoderRoles
+  kUpW, kNumDecoderRoles
 };
-// Embedding layer and output layer roles share the same indices space below.
-enum E : int { kEmbedTokens = 0, kEmbedPositions = 1, kFinalLnW = 2, kFinalLnB = 3, kNumOuterRoles = 4 };
+// Embedding layer and output layer roles share the same indices space below (LLaMA: kFinalLnW is
+// model.norm, kLmHead its untied LM head).
+enum E : int { kEmbedTokens = 0, kEmbedPositions = 1, kFinalLnW = 2, kFinalLnB = 3, kLmHead = 4, kNumOuterRoles = 5 };
 
 int role_of(const std::string& name, bool decoder) {
   static const std::pair<const char*, int> kDecoder[] = {
@@ -90,11 +100,17 @@ int role_of(const std::string& name, bool decoder) {
       {"self_attn_layer_norm.weight", kAttnLnW}, {"self_attn_layer_norm.bias", kAttnLnB},
       {"fc1.weight", kFc1w},                  {"fc1.bias", kFc1b},
       {"fc2.weight", kFc2w},                  {"fc2.bias", kFc2b},
-      {"final_layer_norm.weight", kMlpLnW},   {"final_layer_norm.bias", kMlpLnB}};
+      {"final_layer_norm.weight", kMlpLnW},   {"final_layer_norm.bias", kMlpLnB},
+      // LLaMA
+      {"self_attn.o_proj.weight", kOw},       {"input_layernorm.weight", kAttnLnW},
+      {"post_attention_layernorm.weight", kMlpLnW}, {"mlp.gate_proj.weight", kFc1w},
+      {"mlp.up_proj.weight", kUpW},           {"mlp.down_proj.weight", kFc2w}};
   static const std::pair<const char*, int> kOuter[] = {{"embed_tokens.weight", kEmbedTokens},
                                                        {"embed_positions.weight", kEmbedPositions},
                                                        {"final_layer_norm.weight", kFinalLnW},
-                                                       {"final_layer_norm.bias", kFinalLnB}};
+                                                       {"final_layer_norm.bias", kFinalLnB},
+                                                       {"norm.weight", kFinalLnW},
+                                                       {"lm_head.weight", kLmHead}};
   if (decoder) {
     const auto dot = name.find('.', name.find('.') + 1);  // after "layers.N."
     const std::string rest = name.substr(dot + 1);
@@ -138,6 +154,7 @@ class CudaRuntime final : public Runtime {
     add_workspace_and_padding();
     check_budgets(memory_, options_.budgets);
     schedule_ = make_schedule(plan_, options_.schedule);
+    if (spec_.family == ModelFamily::kLlama) rope_ = cuda::make_rope_table(rope_inv_freq(spec_));
     q4w_ = weight_quant_spec(ScaleType::kFloat16);
     q4c_ = cache_quant_spec(ScaleType::kFloat16);
     if (memory_.total[Tier::kDisk] > 0) {
@@ -408,19 +425,26 @@ class CudaRuntime final : public Runtime {
   // padding, as entries of the memory plan.
   struct WorkspaceSizes {
     Bytes ln = 0, q = 0, k = 0, v = 0, attn = 0, tmp = 0, mlp = 0, new_rows = 0, cache_dq = 0, weights_dq = 0,
-          logits = 0, last = 0, ids = 0, pad_len = 0, splits = 0, prefill = 0, kept = 0, cublas = 0;
+          logits = 0, last = 0, ids = 0, pad_len = 0, splits = 0, prefill = 0, kept = 0, cublas = 0, up = 0;
   };
 
   WorkspaceSizes workspace_sizes() const {
     const std::int64_t b = plan_.policy.gpu_batch_size(), T = plan_.workload.prompt_len;
     const std::int64_t h = spec_.hidden_size, f = spec_.ffn_dim, hd = spec_.head_dim(), nh = spec_.num_heads;
     const std::int64_t units = plan_.cache.units, cap = plan_.cache.capacity;
+    // Attention kernels run over query units: b * num_heads (the cache units with grouped-query
+    // attention are b * kv_heads); nkv is the cache's heads per sequence.
+    const std::int64_t query_units = b * nh, nkv = spec_.kv_heads();
     WorkspaceSizes w;
     const Bytes hidden = b * T * h * 2;
     w.ln = w.q = w.k = w.v = w.attn = w.tmp = hidden;
     w.mlp = b * T * f * 2;
+    if (spec_.family == ModelFamily::kLlama) {
+      w.k = w.v = b * T * spec_.kv_dim() * 2;
+      w.up = b * T * f * 2;  // SwiGLU's up projection next to the gate in w.mlp
+    }
     if (plan_.policy.compress_cache()) {
-      w.new_rows = 2 * b * T * nh * plan_.cache.row_bytes;
+      w.new_rows = 2 * b * T * nkv * plan_.cache.row_bytes;
       const std::int64_t dq_units = plan_.cache.units_on_tier(Tier::kGpu) + cache_slot_units(plan_);
       w.cache_dq = 2 * cap * dq_units * hd * 2;
     }
@@ -435,10 +459,10 @@ class CudaRuntime final : public Runtime {
     w.last = b * h * 2;
     w.ids = b * T * 4;
     w.pad_len = plan_.policy.block_size() * 4;
-    w.splits = static_cast<Bytes>(cuda::decode_attention_workspace_bytes(units, static_cast<int>(hd), kMaxDecodeSplits));
+    w.splits = static_cast<Bytes>(cuda::decode_attention_workspace_bytes(query_units, static_cast<int>(hd), kMaxDecodeSplits));
     if (T >= kGemmPrefillMinTokens) {
       const Bytes one = static_cast<Bytes>(cuda::prefill_attention_gemm_workspace_bytes(1, T, 0));
-      const std::int64_t chunk = std::clamp<std::int64_t>(kPrefillScoresBudget / one, 1, units);
+      const std::int64_t chunk = std::clamp<std::int64_t>(kPrefillScoresBudget / one, 1, query_units);
       w.prefill = static_cast<Bytes>(cuda::prefill_attention_gemm_workspace_bytes(chunk, T, 0));
     }
     if (plan_.policy.attn_sparsity() < 1.0) {
@@ -469,7 +493,8 @@ class CudaRuntime final : public Runtime {
         {"workspace logits", w.logits},         {"workspace last hidden", w.last},
         {"workspace token ids", w.ids},         {"workspace pad lengths", w.pad_len},
         {"workspace attention splits", w.splits}, {"workspace prefill attention", w.prefill},
-        {"workspace top-k", w.kept},            {"workspace cuBLAS", w.cublas}};
+        {"workspace top-k", w.kept},            {"workspace cuBLAS", w.cublas},
+        {"workspace mlp up", w.up}};
     for (const auto& [label, bytes] : parts) {
       if (bytes <= 0) continue;
       memory_.buffers.push_back({BufferRole::kWorkspace, Tier::kGpu, bytes, label});
@@ -571,8 +596,11 @@ class CudaRuntime final : public Runtime {
       for (int s = 0; s < 2; ++s) act_staging_[s] = allocate(Tier::kCpu, hidden, "activation staging");
     }
     if (plan_.policy.cpu_cache_compute()) {
+      // Query and output: queries_per_unit head vectors per unit (memory_plan.cc's sizes).
       const Bytes vec = c.units_on_tier(Tier::kCpu) * spec_.head_dim() * 2;
-      for (auto& d : delegation_) d = allocate(Tier::kCpu, vec, "delegation");
+      for (int i = 0; i < 4; ++i) {
+        delegation_[i] = allocate(Tier::kCpu, i == 0 || i == 3 ? vec * c.queries_per_unit : vec, "delegation");
+      }
     }
     // Workspace, in the order of add_workspace_and_padding (sizes only matter).
     const WorkspaceSizes w = workspace_sizes();
@@ -597,6 +625,7 @@ class CudaRuntime final : public Runtime {
     ws_.prefill_bytes = static_cast<std::size_t>(w.prefill);
     ws_.kept = reinterpret_cast<std::int32_t*>(allocate(Tier::kGpu, w.kept, "workspace").ptr);
     ws_.cublas = allocate(Tier::kGpu, w.cublas, "workspace").ptr;
+    ws_.up = half_ws(w.up);
     const Bytes b = plan_.policy.gpu_batch_size();
     std::byte* io = allocate(Tier::kCpu, pinned_io_bytes(), "pinned io").ptr;
     logits_host_ = reinterpret_cast<std::uint16_t*>(io);
@@ -655,31 +684,37 @@ class CudaRuntime final : public Runtime {
   void place_weights(const WeightsSource& source) {
     std::map<std::string, const Tensor*> named;
     OptWeights dummy;
-    if (source.weights != nullptr) {
-      for (const TensorSlot& slot : opt_tensor_slots(spec_, const_cast<OptWeights&>(*source.weights))) {
-        named[slot.name] = slot.target;
-      }
+    LlamaWeights llama_dummy;
+    const bool llama = spec_.family == ModelFamily::kLlama;
+    const bool real = llama ? source.llama_weights != nullptr : source.weights != nullptr;
+    if (real) {
+      named = llama ? named_tensors(spec_, *source.llama_weights) : named_tensors(spec_, *source.weights);
     } else {
-      // Dummy weights: layer 0's values (make_dummy_opt_weights' distribution) in every layer,
-      // encoded once per tensor name.
+      // Dummy weights: layer 0's values (make_dummy_opt_weights' / make_dummy_llama_weights'
+      // distribution) in every layer, encoded once per tensor name.
       ModelSpec one = spec_;
       one.num_layers = 1;
-      dummy = make_dummy_opt_weights(one, source.dummy_seed);
-      for (const TensorSlot& slot : opt_tensor_slots(one, dummy)) named[slot.name] = slot.target;
+      if (llama) {
+        llama_dummy = make_dummy_llama_weights(one, source.dummy_seed);
+        named = named_tensors(one, llama_dummy);
+      } else {
+        dummy = make_dummy_opt_weights(one, source.dummy_seed);
+        for (const TensorSlot& slot : opt_tensor_slots(one, dummy)) named[slot.name] = slot.target;
+      }
     }
     std::map<std::string, std::vector<std::byte>> encoded;  // dummy: by layer-0 name and encoding
     std::vector<std::byte> scratch;
     for (auto& layer : weights_) {
       for (StoredTensor& st : layer.tensors) {
         const PlannedTensor& t = *st.plan;
-        const std::string key = source.weights ? t.name : layer0_name(t.name);
+        const std::string key = real ? t.name : layer0_name(t.name);
         const auto it = named.find(key);
         FLEXGEN_REQUIRE(it != named.end(), "weights: no tensor ", t.name);
         const Tensor* src = it->second;
         FLEXGEN_REQUIRE(src->shape() == t.shape, "weights: ", t.name, " has shape ", shape_to_string(src->shape()),
                         ", the plan expects ", shape_to_string(t.shape));
         const std::byte* bytes = nullptr;
-        if (source.weights == nullptr) {
+        if (!real) {
           const std::string ekey = key + (t.encoding == Encoding::kQ4 ? "#q4" : "#f16");
           auto& e = encoded[ekey];
           if (e.empty()) {
@@ -1001,6 +1036,7 @@ class CudaRuntime final : public Runtime {
     const std::int64_t g = c.units_on_tier(Tier::kGpu), ncpu = c.units_on_tier(Tier::kCpu), hd = spec_.head_dim();
     CacheHome& home = cache_home(t.layer, t.batch);
     cuda::KvView view;
+    view.group = static_cast<int>(c.queries_per_unit);  // grouped-query attention (kv_view.cuh)
     const bool q4 = plan_.policy.compress_cache();
     const Bytes dq_half = c.capacity * (g + slot_units_) * hd;  // elements of one (key or value) dequantized copy
     auto add = [&](const std::byte* k, const std::byte* v, std::int64_t ub, std::int64_t ue, std::int64_t stride_units,
@@ -1075,6 +1111,9 @@ class CudaRuntime final : public Runtime {
     using Op = cuda::OpTimer;
     const std::int64_t b = plan_.policy.gpu_batch_size(), T = tokens_in(t), P = past_len(t);
     const std::int64_t h = spec_.hidden_size, nh = spec_.num_heads, hd = spec_.head_dim();
+    // LLaMA: RMSNorm, rotary q and k, grouped-query attention over nkv cache heads per sequence.
+    const bool llama = spec_.family == ModelFamily::kLlama;
+    const std::int64_t nkv = spec_.kv_heads(), group = plan_.cache.queries_per_unit;
     __half* hidden = gpu_hidden(t);
     if (has_q4_weights(t)) timed(Op::kWeightDequant, t, [&] { prepare_weights(t); });
     if (t.layer == 0) {  // input embedding
@@ -1085,8 +1124,12 @@ class CudaRuntime final : public Runtime {
       timed(Op::kEmbedding, t, [&] {
         FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(ws_.ids, staged, ids.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice,
                                            compute_));
-        cuda::embedding(ws_.ids, pad_dev(t), b, T, P, weight(t, kEmbedTokens), spec_.vocab_size,
-                        weight(t, kEmbedPositions), embed_position_rows(), h, hidden, compute_);
+        if (llama) {  // token rows only: positions enter through the rotary embeddings
+          cuda::token_embedding(ws_.ids, b * T, weight(t, kEmbedTokens), spec_.vocab_size, h, hidden, compute_);
+        } else {
+          cuda::embedding(ws_.ids, pad_dev(t), b, T, P, weight(t, kEmbedTokens), spec_.vocab_size,
+                          weight(t, kEmbedPositions), embed_position_rows(), h, hidden, compute_);
+        }
       });
       return;
     }
@@ -1129,8 +1172,13 @@ class CudaRuntime final : public Runtime {
     // Decoder layer, first half.
     const std::int64_t rows = b * T;
     timed(Op::kAttnLayerNorm, t, [&] {
-      cuda::layer_norm(hidden, weight(t, kAttnLnW), weight(t, kAttnLnB), rows, h,
-                       static_cast<float>(spec_.layer_norm_eps), ws_.ln, compute_);
+      if (llama) {
+        cuda::rms_norm(hidden, weight(t, kAttnLnW), rows, h, static_cast<float>(spec_.layer_norm_eps), ws_.ln,
+                       compute_);
+      } else {
+        cuda::layer_norm(hidden, weight(t, kAttnLnW), weight(t, kAttnLnB), rows, h,
+                         static_cast<float>(spec_.layer_norm_eps), ws_.ln, compute_);
+      }
     });
     const CachePlan& c = plan_.cache;
     const std::int64_t g = c.units_on_tier(Tier::kGpu), ncpu = c.units_on_tier(Tier::kCpu);
@@ -1142,9 +1190,19 @@ class CudaRuntime final : public Runtime {
     timed(Op::kQkvProj, t, [&] {
       cuda::LinearEpilogue scaled;  // the stored query bias is pre-scaled (query_scale)
       scaled.alpha = query_scale();
-      cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kQw), weight(t, kQb), h, ws_.q, scaled, compute_);
-      cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kKw), weight(t, kKb), h, new_k, {}, compute_);
-      cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kVw), weight(t, kVb), h, new_v, {}, compute_);
+      if (llama) {
+        const std::int64_t kv = spec_.kv_dim();
+        cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kQw), nullptr, h, ws_.q, scaled, compute_);
+        cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kKw), nullptr, kv, new_k, {}, compute_);
+        cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kVw), nullptr, kv, new_v, {}, compute_);
+        // Rotated before the keys enter the cache (scaling q first is the same rotation).
+        cuda::apply_rotary(ws_.q, b, T, static_cast<int>(nh), static_cast<int>(hd), rope_, pad_dev(t), P, compute_);
+        cuda::apply_rotary(new_k, b, T, static_cast<int>(nkv), static_cast<int>(hd), rope_, pad_dev(t), P, compute_);
+      } else {
+        cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kQw), weight(t, kQb), h, ws_.q, scaled, compute_);
+        cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kKw), weight(t, kKb), h, new_k, {}, compute_);
+        cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kVw), weight(t, kVb), h, new_v, {}, compute_);
+      }
     });
     // New cache rows (4-bit: quantized first) into the GPU home and the slot.
     const bool deleg = delegated(t);
@@ -1153,14 +1211,14 @@ class CudaRuntime final : public Runtime {
         for (int kv = 0; kv < 2; ++kv) {
           const std::byte* src = reinterpret_cast<const std::byte*>(kv == 0 ? ws_.k : ws_.v);
           if (plan_.policy.compress_cache()) {
-            std::byte* q = ws_.new_rows + kv * (plan_.workload.prompt_len * b * nh * R);
-            cuda::quantize_rows(kv == 0 ? ws_.k : ws_.v, rows * nh, hd, q4c_, q, compute_);
+            std::byte* q = ws_.new_rows + kv * (plan_.workload.prompt_len * b * nkv * R);
+            cuda::quantize_rows(kv == 0 ? ws_.k : ws_.v, rows * nkv, hd, q4c_, q, compute_);
             src = q;
           }
-          cuda::append_cache_rows(src, T, static_cast<int>(nh), R, home.part[0][kv].ptr, g, 0, g, P, compute_);
+          cuda::append_cache_rows(src, T, static_cast<int>(nkv), R, home.part[0][kv].ptr, g, 0, g, P, compute_);
           const std::int64_t first = deleg ? g + ncpu : g;
           if (c.units > first) {
-            cuda::append_cache_rows(src, T, static_cast<int>(nh), R, cache_slot_[t.cache_slot][kv].ptr + (first - g) * R,
+            cuda::append_cache_rows(src, T, static_cast<int>(nkv), R, cache_slot_[t.cache_slot][kv].ptr + (first - g) * R,
                                     slot_units_, first, c.units, P, compute_);
           }
         }
@@ -1180,10 +1238,19 @@ class CudaRuntime final : public Runtime {
       });
     } else if (sparse(t)) {
       if (plan_.policy.compress_cache()) timed(Op::kCacheDequant, t, [&] { dequantize_cache(t, P, true, false); });
-      const cuda::KvView view = cache_view(t, false);
+      cuda::KvView view = cache_view(t, false);
       timed(Op::kAttention, t, [&] {
-        cuda::select_top_k(ws_.q, view, pad_dev(t), b, nhi, hdi, P, static_cast<int>(kept_positions(t)), ws_.kept,
-                           compute_);
+        if (group > 1) {
+          // One selection per key/value unit, scored with its query group's sum (in ws_.tmp, free
+          // until compute_post), as the host runtime.
+          cuda::sum_query_groups(ws_.q, b * nkv, static_cast<int>(group), hdi, ws_.tmp, compute_);
+          view.group = 1;
+          cuda::select_top_k(ws_.tmp, view, pad_dev(t), b, static_cast<int>(nkv), hdi, P,
+                             static_cast<int>(kept_positions(t)), ws_.kept, compute_);
+        } else {
+          cuda::select_top_k(ws_.q, view, pad_dev(t), b, nhi, hdi, P, static_cast<int>(kept_positions(t)), ws_.kept,
+                             compute_);
+        }
       });
     } else {
       if (plan_.policy.compress_cache()) timed(Op::kCacheDequant, t, [&] { dequantize_cache(t, P + 1, true, true); });
@@ -1208,12 +1275,17 @@ class CudaRuntime final : public Runtime {
                                              static_cast<std::size_t>(b), cudaMemcpyDeviceToDevice, compute_));
         last = ws_.last;
       }
-      cuda::layer_norm(last, weight(t, kFinalLnW), weight(t, kFinalLnB), b, h,
-                       static_cast<float>(spec_.layer_norm_eps), ws_.ln, compute_);
+      if (spec_.family == ModelFamily::kLlama) {
+        cuda::rms_norm(last, weight(t, kFinalLnW), b, h, static_cast<float>(spec_.layer_norm_eps), ws_.ln, compute_);
+      } else {
+        cuda::layer_norm(last, weight(t, kFinalLnW), weight(t, kFinalLnB), b, h,
+                         static_cast<float>(spec_.layer_norm_eps), ws_.ln, compute_);
+      }
     });
     timed(Op::kLmHead, t, [&] {
-      cuda::linear(*linear_, ws_.ln, b, h, weight(t, kEmbedTokens), nullptr, spec_.vocab_size, ws_.logits, {},
-                   compute_);
+      const bool untied = spec_.family == ModelFamily::kLlama && !spec_.tie_word_embeddings;
+      const __half* lm_head = untied ? weight(t, kLmHead) : weight(t, kEmbedTokens);
+      cuda::linear(*linear_, ws_.ln, b, h, lm_head, nullptr, spec_.vocab_size, ws_.logits, {}, compute_);
     });
   }
 
@@ -1237,12 +1309,14 @@ class CudaRuntime final : public Runtime {
 
   void delegate_store(const Task&) {
     const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
-    const Bytes hd2 = spec_.head_dim() * 2;
+    const std::int64_t hd = spec_.head_dim();
     const __half* src[3] = {ws_.q, ws_.k, ws_.v};
     for (int i = 0; i < 3; ++i) {
-      FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(delegation_[i].ptr, src[i] + g * spec_.head_dim(),
-                                         static_cast<std::size_t>(ncpu * hd2), cudaMemcpyDeviceToHost, d2h_small_));
-      moved_[kD2H] += ncpu * hd2;
+      // A unit's queries are its group's consecutive heads (one head for OPT).
+      const std::int64_t n = (i == 0 ? plan_.cache.queries_per_unit : 1) * hd;
+      FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(delegation_[i].ptr, src[i] + g * n, static_cast<std::size_t>(ncpu * n * 2),
+                                         cudaMemcpyDeviceToHost, d2h_small_));
+      moved_[kD2H] += ncpu * n * 2;
     }
   }
 
@@ -1250,12 +1324,13 @@ class CudaRuntime final : public Runtime {
     BatchRun& br = batches_[static_cast<std::size_t>(t.batch)];
     const CachePlan& c = plan_.cache;
     const std::int64_t g = c.units_on_tier(Tier::kGpu), ncpu = c.units_on_tier(Tier::kCpu);
-    const std::int64_t nh = spec_.num_heads, hd = spec_.head_dim();
+    const std::int64_t hd = spec_.head_dim();
     CacheHome& home = cache_home(t.layer, t.batch);
     CpuAttentionBatch a;
     a.units = ncpu;
     a.unit0 = g;
-    a.num_heads = nh;
+    a.num_heads = spec_.kv_heads();  // units per sequence
+    a.group = c.queries_per_unit;
     a.head_dim = hd;
     a.past = past_len(t);
     a.pad_len = br.pad_len;
@@ -1273,10 +1348,11 @@ class CudaRuntime final : public Runtime {
 
   void delegate_load(const Task&) {
     const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
-    const Bytes bytes = ncpu * spec_.head_dim() * 2;
+    const std::int64_t n = plan_.cache.queries_per_unit * spec_.head_dim();  // output values per unit
+    const Bytes bytes = ncpu * n * 2;
     // Read by the SMs from mapped pinned memory: a copy-engine transfer would wait behind the next
     // layer's weight load, and the visit's second half waits for this one.
-    cuda::sm_copy(ws_.attn + g * spec_.head_dim(), delegation_[3].ptr, static_cast<std::size_t>(bytes), h2d_small_);
+    cuda::sm_copy(ws_.attn + g * n, delegation_[3].ptr, static_cast<std::size_t>(bytes), h2d_small_);
     moved_[kH2D] += bytes;
   }
 
@@ -1297,6 +1373,28 @@ class CudaRuntime final : public Runtime {
     __half* hidden = gpu_hidden(t);
     const std::int64_t rows = b * T;
     // Bias and residual (and ReLU for fc1) in the GEMMs' epilogues (cuda::linear's fused path).
+    if (spec_.family == ModelFamily::kLlama) {  // o_proj, RMSNorm, SwiGLU MLP; no biases
+      timed(Op::kOutProj, t, [&] {
+        cuda::LinearEpilogue add_hidden;
+        add_hidden.residual = hidden;
+        cuda::linear(*linear_, ws_.attn, rows, h, weight(t, kOw), nullptr, h, ws_.tmp, add_hidden, compute_);
+      });
+      timed(Op::kMlpLayerNorm, t, [&] {
+        cuda::rms_norm(ws_.tmp, weight(t, kMlpLnW), rows, h, static_cast<float>(spec_.layer_norm_eps), ws_.ln,
+                       compute_);
+      });
+      timed(Op::kFc1, t, [&] {  // gate and up, then silu(gate) * up
+        cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kFc1w), nullptr, f, ws_.mlp, {}, compute_);
+        cuda::linear(*linear_, ws_.ln, rows, h, weight(t, kUpW), nullptr, f, ws_.up, {}, compute_);
+        cuda::silu_mul(ws_.mlp, ws_.up, rows * f, ws_.mlp, compute_);
+      });
+      timed(Op::kFc2, t, [&] {
+        cuda::LinearEpilogue add_residual;
+        add_residual.residual = ws_.tmp;
+        cuda::linear(*linear_, ws_.mlp, rows, f, weight(t, kFc2w), nullptr, h, hidden, add_residual, compute_);
+      });
+      return;
+    }
     timed(Op::kOutProj, t, [&] {
       cuda::LinearEpilogue add_hidden;
       add_hidden.residual = hidden;
@@ -1325,6 +1423,7 @@ class CudaRuntime final : public Runtime {
   MemoryPlan memory_;
   Schedule schedule_;
   QuantSpec q4w_, q4c_;
+  cuda::RopeTable rope_;  // LLaMA: the rotary frequencies
   int device_ = 0;
   Bytes free_before_ = 0;
 
@@ -1357,6 +1456,7 @@ class CudaRuntime final : public Runtime {
     std::byte* prefill = nullptr;
     std::size_t prefill_bytes = 0;
     std::byte* cublas = nullptr;
+    __half* up = nullptr;  // LLaMA: the up projection
   } ws_;
   std::uint16_t* logits_host_ = nullptr;
   std::int32_t* ids_host_ = nullptr;

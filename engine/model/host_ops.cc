@@ -216,12 +216,16 @@ void attention(std::span<const float> q, std::span<const float> key, std::span<c
   const std::int64_t heads = shape.num_heads;
   const std::int64_t d = shape.head_dim;
   const std::int64_t hidden = heads * d;
+  const std::int64_t kv_heads = shape.num_kv_heads > 0 ? shape.num_kv_heads : heads;
+  const std::int64_t kv_hidden = kv_heads * d;
+  const std::int64_t group = heads / kv_heads;
   const std::int64_t capacity = shape.capacity;
   const std::int64_t past = shape.past_len;
+  assert(heads % kv_heads == 0);
   assert(static_cast<std::int64_t>(q.size()) == batch * tokens * hidden);
   assert(static_cast<std::int64_t>(out.size()) == batch * tokens * hidden);
-  assert(static_cast<std::int64_t>(key.size()) == batch * capacity * hidden);
-  assert(static_cast<std::int64_t>(value.size()) == batch * capacity * hidden);
+  assert(static_cast<std::int64_t>(key.size()) == batch * capacity * kv_hidden);
+  assert(static_cast<std::int64_t>(value.size()) == batch * capacity * kv_hidden);
   assert(static_cast<std::int64_t>(pad_len.size()) == batch);
   assert(past >= 0 && past + tokens <= capacity);
   const float* qp = q.data();
@@ -244,22 +248,23 @@ void attention(std::span<const float> q, std::span<const float> key, std::span<c
           const std::int64_t column = head * d;
           const float* qv = qp + (b * tokens + t) * hidden + column;
           float* ov = op + (b * tokens + t) * hidden + column;
-          const float* k_rows = kp + b * capacity * hidden + column;
-          const float* v_rows = vp + b * capacity * hidden + column;
+          const std::int64_t kv_column = (head / group) * d;
+          const float* k_rows = kp + b * capacity * kv_hidden + kv_column;
+          const float* v_rows = vp + b * capacity * kv_hidden + kv_column;
           const std::int64_t first = pads[b];
           if (pos < first) {  // a padding query: its own value row
-            std::memcpy(ov, v_rows + pos * hidden, static_cast<std::size_t>(d) * sizeof(float));
+            std::memcpy(ov, v_rows + pos * kv_hidden, static_cast<std::size_t>(d) * sizeof(float));
             continue;
           }
           const std::int64_t n = pos - first + 1;
           for (std::int64_t s = 0; s < n; ++s) {
-            scores[static_cast<std::size_t>(s)] = dot(qv, k_rows + (first + s) * hidden, d);
+            scores[static_cast<std::size_t>(s)] = dot(qv, k_rows + (first + s) * kv_hidden, d);
           }
           softmax_row(scores.data(), n);
           std::fill(ov, ov + d, 0.0f);
           for (std::int64_t s = 0; s < n; ++s) {
             const float w = scores[static_cast<std::size_t>(s)];
-            const float* vr = v_rows + (first + s) * hidden;
+            const float* vr = v_rows + (first + s) * kv_hidden;
             for (std::int64_t c = 0; c < d; ++c) ov[c] += w * vr[c];
           }
         }

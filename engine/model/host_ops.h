@@ -49,12 +49,16 @@ struct AttentionShape {
   std::int64_t head_dim = 0;    // d; the hidden size is H * d
   std::int64_t capacity = 0;    // positions the cache tensors hold per sequence
   std::int64_t past_len = 0;    // positions in the cache before this call's tokens
+  // Key/value heads (grouped-query attention, LLaMA): query head i reads key/value head
+  // i / (H / num_kv_heads); 0 means H (OPT).
+  std::int64_t num_kv_heads = 0;
 };
 
 // Multi-head causal attention with a left-padding mask.
 //   q:           [B, T, H*d], already scaled by d^-0.5
-//   key, value:  the cache, [B, capacity, H*d]; positions past_len .. past_len+T-1 must already
-//                hold this call's keys and values (head i at columns i*d .. i*d+d-1)
+//   key, value:  the cache, [B, capacity, K*d] (K = num_kv_heads, or H); positions past_len ..
+//                past_len+T-1 must already hold this call's keys and values (head i at columns
+//                i*d .. i*d+d-1)
 //   pad_len:     [B], pad tokens at the start of each sequence
 //   out:         [B, T, H*d]
 // Query t of sequence b sits at position p = past_len + t. A real query (p >= pad_len[b])

@@ -85,78 +85,100 @@ void decode_row(const CpuAttentionBatch& a, const std::byte* src, float* out) {
 // 4-bit rows or sparse attention: each unit's rows decoded to float32, the unit_attention.h
 // functions on them.
 void attend_generic(const CpuAttentionBatch& a) {
-  const std::int64_t hd = a.head_dim, positions = a.past + 1;
+  const std::int64_t hd = a.head_dim, positions = a.past + 1, group = a.group;
   parallel_for(a.units, 1, [&](std::int64_t begin, std::int64_t end) {
-    std::vector<float> keys(static_cast<std::size_t>(positions * hd)), values(keys.size()), q(static_cast<std::size_t>(hd)),
-        out(static_cast<std::size_t>(hd));
+    std::vector<float> keys(static_cast<std::size_t>(positions * hd)), values(keys.size()),
+        q(static_cast<std::size_t>(group * hd)), out(static_cast<std::size_t>(hd)), summed(static_cast<std::size_t>(hd));
     for (std::int64_t i = begin; i < end; ++i) {
       const std::int64_t pad = a.pad_len[static_cast<std::size_t>((a.unit0 + i) / a.num_heads)];
       for (std::int64_t p = 0; p < positions; ++p) {
         decode_row(a, a.keys + (p * a.units + i) * a.row_bytes, keys.data() + p * hd);
         decode_row(a, a.values + (p * a.units + i) * a.row_bytes, values.data() + p * hd);
       }
-      for (std::int64_t d = 0; d < hd; ++d) q[static_cast<std::size_t>(d)] = half_to_float(a.query[i * hd + d]);
-      if (a.kept > 0) {
-        const auto kept = select_top_k(q.data(), keys.data(), hd, a.past, pad, a.kept);
-        sparse_unit_attention(q.data(), keys.data(), values.data(), hd, a.past, pad, kept, out.data());
-      } else {
-        unit_attention(q.data(), hd, keys.data(), values.data(), hd, 1, a.past, pad, out.data(), hd);
+      for (std::int64_t d = 0; d < group * hd; ++d) {
+        q[static_cast<std::size_t>(d)] = half_to_float(a.query[i * group * hd + d]);
       }
-      for (std::int64_t d = 0; d < hd; ++d) a.out[i * hd + d] = float_to_half(out[static_cast<std::size_t>(d)]);
+      std::vector<std::int64_t> kept;
+      if (a.kept > 0) {
+        // One selection per unit, scored with the group's summed query (the query itself for 1).
+        const float* selector = q.data();
+        if (group > 1) {
+          std::copy_n(q.data(), hd, summed.data());
+          for (std::int64_t g = 1; g < group; ++g) {
+            for (std::int64_t d = 0; d < hd; ++d) summed[static_cast<std::size_t>(d)] += q[static_cast<std::size_t>(g * hd + d)];
+          }
+          selector = summed.data();
+        }
+        kept = select_top_k(selector, keys.data(), hd, a.past, pad, a.kept);
+      }
+      for (std::int64_t g = 0; g < group; ++g) {
+        const float* qg = q.data() + g * hd;
+        if (a.kept > 0) {
+          sparse_unit_attention(qg, keys.data(), values.data(), hd, a.past, pad, kept, out.data());
+        } else {
+          unit_attention(qg, hd, keys.data(), values.data(), hd, 1, a.past, pad, out.data(), hd);
+        }
+        for (std::int64_t d = 0; d < hd; ++d) {
+          a.out[(i * group + g) * hd + d] = float_to_half(out[static_cast<std::size_t>(d)]);
+        }
+      }
     }
   });
 }
 
-// Dense fp16: threads take contiguous ranges of units and stream the positions in home order.
+// Dense fp16: threads take contiguous ranges of units and stream the positions in home order; a
+// unit's `group` queries share each row read.
 void attend_dense_f16(const CpuAttentionBatch& a) {
-  const std::int64_t hd = a.head_dim, positions = a.past + 1;
+  const std::int64_t hd = a.head_dim, positions = a.past + 1, group = a.group;
   const bool fast = have_f16c() && hd % 8 == 0;
   const std::int64_t row = a.row_bytes / 2;  // fp16 elements per row
   const auto* keys = reinterpret_cast<const std::uint16_t*>(a.keys);
   const auto* values = reinterpret_cast<const std::uint16_t*>(a.values);
   const std::int64_t grain = std::max<std::int64_t>(1, a.units / (4 * static_cast<std::int64_t>(parallel_threads())));
   parallel_for(a.units, grain, [&](std::int64_t begin, std::int64_t end) {
-    const std::int64_t n = end - begin;
-    std::vector<float> q(static_cast<std::size_t>(n * hd)), acc(static_cast<std::size_t>(n * hd), 0.0f),
-        score(static_cast<std::size_t>(n * positions)), mx(static_cast<std::size_t>(n), -std::numeric_limits<float>::infinity()),
-        sum(static_cast<std::size_t>(n), 0.0f);
+    const std::int64_t n = end - begin, nq = n * group;  // units, queries (query j of unit j / group)
+    std::vector<float> q(static_cast<std::size_t>(nq * hd)), acc(static_cast<std::size_t>(nq * hd), 0.0f),
+        score(static_cast<std::size_t>(nq * positions)), mx(static_cast<std::size_t>(nq), -std::numeric_limits<float>::infinity()),
+        sum(static_cast<std::size_t>(nq), 0.0f);
     std::vector<std::int64_t> pad(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) {
       pad[static_cast<std::size_t>(i)] = a.pad_len[static_cast<std::size_t>((a.unit0 + begin + i) / a.num_heads)];
-      for (std::int64_t d = 0; d < hd; ++d) q[static_cast<std::size_t>(i * hd + d)] = half_to_float(a.query[(begin + i) * hd + d]);
     }
+    for (std::int64_t d = 0; d < nq * hd; ++d) q[static_cast<std::size_t>(d)] = half_to_float(a.query[begin * group * hd + d]);
     for (std::int64_t p = 0; p < positions; ++p) {
       const std::uint16_t* r = keys + (p * a.units + begin) * row;
-      for (std::int64_t i = 0; i < n; ++i) {
+      for (std::int64_t j = 0; j < nq; ++j) {
+        const std::int64_t i = j / group;
         if (p < pad[static_cast<std::size_t>(i)]) continue;
-        const float s = fast ? dot_f16c(q.data() + i * hd, r + i * row, hd) : dot_scalar(q.data() + i * hd, r + i * row, hd);
-        score[static_cast<std::size_t>(i * positions + p)] = s;
-        mx[static_cast<std::size_t>(i)] = std::max(mx[static_cast<std::size_t>(i)], s);
+        const float s = fast ? dot_f16c(q.data() + j * hd, r + i * row, hd) : dot_scalar(q.data() + j * hd, r + i * row, hd);
+        score[static_cast<std::size_t>(j * positions + p)] = s;
+        mx[static_cast<std::size_t>(j)] = std::max(mx[static_cast<std::size_t>(j)], s);
       }
     }
-    for (std::int64_t i = 0; i < n; ++i) {
-      for (std::int64_t p = pad[static_cast<std::size_t>(i)]; p < positions; ++p) {
-        float& s = score[static_cast<std::size_t>(i * positions + p)];
-        s = std::exp(s - mx[static_cast<std::size_t>(i)]);
-        sum[static_cast<std::size_t>(i)] += s;
+    for (std::int64_t j = 0; j < nq; ++j) {
+      for (std::int64_t p = pad[static_cast<std::size_t>(j / group)]; p < positions; ++p) {
+        float& s = score[static_cast<std::size_t>(j * positions + p)];
+        s = std::exp(s - mx[static_cast<std::size_t>(j)]);
+        sum[static_cast<std::size_t>(j)] += s;
       }
     }
     for (std::int64_t p = 0; p < positions; ++p) {
       const std::uint16_t* r = values + (p * a.units + begin) * row;
-      for (std::int64_t i = 0; i < n; ++i) {
+      for (std::int64_t j = 0; j < nq; ++j) {
+        const std::int64_t i = j / group;
         if (p < pad[static_cast<std::size_t>(i)]) continue;
-        const float w = score[static_cast<std::size_t>(i * positions + p)];
+        const float w = score[static_cast<std::size_t>(j * positions + p)];
         if (fast) {
-          axpy_f16c(w, r + i * row, acc.data() + i * hd, hd);
+          axpy_f16c(w, r + i * row, acc.data() + j * hd, hd);
         } else {
-          axpy_scalar(w, r + i * row, acc.data() + i * hd, hd);
+          axpy_scalar(w, r + i * row, acc.data() + j * hd, hd);
         }
       }
     }
-    for (std::int64_t i = 0; i < n; ++i) {
-      const float inv = 1.0f / sum[static_cast<std::size_t>(i)];
+    for (std::int64_t j = 0; j < nq; ++j) {
+      const float inv = 1.0f / sum[static_cast<std::size_t>(j)];
       for (std::int64_t d = 0; d < hd; ++d) {
-        a.out[(begin + i) * hd + d] = float_to_half(acc[static_cast<std::size_t>(i * hd + d)] * inv);
+        a.out[begin * group * hd + j * hd + d] = float_to_half(acc[static_cast<std::size_t>(j * hd + d)] * inv);
       }
     }
   });

@@ -16,11 +16,15 @@ namespace flexgen {
 struct CpuAttentionBatch {
   std::int64_t units = 0;      // CPU-homed units of the batch
   std::int64_t unit0 = 0;      // the batch's unit index of the first one (sequence = unit / heads)
-  std::int64_t num_heads = 0;
+  std::int64_t num_heads = 0;  // units per sequence: its key/value heads
+  // Query heads per unit (grouped-query attention, LLaMA; 1 for OPT): query and out hold `group`
+  // consecutive head vectors per unit, each attending to the unit's rows. Sparse attention keeps
+  // one top-k selection per unit, scored with the group's summed query (as the host runtime).
+  std::int64_t group = 1;
   std::int64_t head_dim = 0;
   std::int64_t past = 0;       // cached positions; the new token sits at position `past`
   std::span<const std::int64_t> pad_len;  // per sequence of the batch
-  const std::uint16_t* query = nullptr;      // [units, head_dim] fp16, scaled
+  const std::uint16_t* query = nullptr;      // [units, group * head_dim] fp16, scaled
   const std::uint16_t* new_key = nullptr;    // [units, head_dim] fp16
   const std::uint16_t* new_value = nullptr;  // [units, head_dim] fp16
   std::byte* keys = nullptr;    // home rows [capacity, units, row_bytes]
@@ -28,7 +32,7 @@ struct CpuAttentionBatch {
   Bytes row_bytes = 0;          // head_dim * 2, or one 4-bit row (compressed)
   bool compressed = false;      // rows are 4-bit (cache_quant_spec, fp16 parameters)
   std::int64_t kept = 0;        // 0: dense; k > 0: top-k sparse attention over [0, past)
-  std::uint16_t* out = nullptr; // [units, head_dim] fp16
+  std::uint16_t* out = nullptr; // [units, group * head_dim] fp16
 };
 
 // Appends the new rows at position `past` and writes each unit's attention output: dense as

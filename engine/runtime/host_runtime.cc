@@ -14,6 +14,7 @@
 #include "engine/core/parallel.h"
 #include "engine/generate/sampler.h"
 #include "engine/model/host_ops.h"
+#include "engine/model/decoder.h"
 #include "engine/model/opt_layer.h"
 #include "engine/runtime/disk_store.h"
 #include "engine/runtime/early_stop.h"
@@ -81,12 +82,25 @@ void round_to(Encoding dtype, std::span<float> x) {
   }
 }
 
+// The query that scores a unit's positions for top-k selection: the unit's own query (OPT), or
+// with grouped-query attention the sum of its `group` query heads' vectors, so that one selection
+// (k positions, the value rows the schedule gathers) serves the whole group: q_sum . k equals the
+// sum of the group's scores. `scratch` holds the sum.
+const float* selection_query(const float* q, std::int64_t group, std::int64_t head_dim, std::vector<float>& scratch) {
+  if (group == 1) return q;
+  scratch.assign(q, q + head_dim);
+  for (std::int64_t i = 1; i < group; ++i) {
+    for (std::int64_t c = 0; c < head_dim; ++c) scratch[static_cast<std::size_t>(c)] += q[i * head_dim + c];
+  }
+  return scratch.data();
+}
+
 }  // namespace
 
 class HostRuntime::Impl {
  public:
-  Impl(const Plan& plan, const OptWeights& weights, const RuntimeOptions& options)
-      : plan_(plan), spec_(plan_.spec), options_(options) {
+  Impl(const Plan& plan, const std::map<std::string, const Tensor*>& weights, const RuntimeOptions& options)
+      : plan_(plan), spec_(plan_.spec), options_(options), decoded_(plan_.spec) {
     memory_ = plan_memory(plan_);
     check_budgets(memory_, options_.budgets);
     schedule_ = make_schedule(plan_, options_.schedule);
@@ -276,8 +290,11 @@ class HostRuntime::Impl {
       for (int s = 0; s < 2; ++s) act_staging_[s] = allocate(Tier::kCpu, hidden, "activation staging");
     }
     if (plan_.policy.cpu_cache_compute()) {
+      // Query and output hold queries_per_unit head vectors per unit (memory_plan.cc).
       const Bytes vec = c.units_on_tier(Tier::kCpu) * spec_.head_dim() * elem_bytes_;
-      for (auto& d : delegation_) d = allocate(Tier::kCpu, vec, "delegation");
+      for (int i = 0; i < 4; ++i) {
+        delegation_[i] = allocate(Tier::kCpu, i == 0 || i == 3 ? vec * c.queries_per_unit : vec, "delegation");
+      }
     }
     for (Tier t : kAllTiers) {
       // The runtime must allocate exactly what the memory plan promised.
@@ -312,20 +329,15 @@ class HostRuntime::Impl {
     }
   }
 
-  // The source tensors of the model, by schedule layer and name.
-  static std::map<std::string, const Tensor*> named_tensors(const ModelSpec& spec, const OptWeights& w) {
-    std::map<std::string, const Tensor*> out;
-    for (const TensorSlot& slot : opt_tensor_slots(spec, const_cast<OptWeights&>(w))) out[slot.name] = slot.target;
-    return out;
-  }
-
-  void place_weights(const OptWeights& weights) {
-    const auto named = named_tensors(spec_, weights);
+  // The source tensors of the model by the plan's names (engine/model/decoder.h).
+  void place_weights(const std::map<std::string, const Tensor*>& named) {
     std::vector<std::byte> scratch;
     for (auto& layer : weights_) {
       for (StoredTensor& st : layer) {
         const PlannedTensor& t = *st.plan;
-        const Tensor* src = named.at(t.name);
+        const auto found = named.find(t.name);
+        FLEXGEN_REQUIRE(found != named.end(), "weights: the model has no tensor ", t.name);
+        const Tensor* src = found->second;
         FLEXGEN_REQUIRE(src->shape() == t.shape, "weights: ", t.name, " has shape ", shape_to_string(src->shape()),
                         ", the plan expects ", shape_to_string(t.shape));
         if (t.home == Tier::kDisk) {
@@ -429,19 +441,14 @@ class HostRuntime::Impl {
 
   // Decodes the weights of the task's layer from where the GPU sees them (home or slot) into
   // float32 tensors, once per weight step.
-  const OptWeights& layer_weights(const Task& t) {
+  const HostDecoder& layer_weights(const Task& t) {
     const std::int64_t step_key = (static_cast<std::int64_t>(t.token) * (spec_.num_layers + 2) + t.layer) * 1000003 +
                                   (options_.schedule == ScheduleKind::kRowByRow ? t.batch : 0);
     if (decoded_step_ == step_key) return decoded_;
-    if (decoded_.layers.size() != static_cast<std::size_t>(spec_.num_layers)) {
-      decoded_.layers.resize(static_cast<std::size_t>(spec_.num_layers));
-    }
-    std::map<std::string, Tensor*> targets;
-    for (const TensorSlot& slot : opt_tensor_slots(spec_, decoded_)) targets[slot.name] = slot.target;
     for (const StoredTensor& st : weights_[static_cast<std::size_t>(t.layer)]) {
       const std::byte* src = st.plan->home == Tier::kGpu ? st.home.host
                                                            : weight_slot_[t.weight_slot].host + st.slot_offset;
-      decode_tensor(*st.plan, src, *targets.at(st.plan->name));
+      decode_tensor(*st.plan, src, decoded_.target(st.plan->name));
     }
     decoded_step_ = step_key;
     return decoded_;
@@ -575,15 +582,15 @@ class HostRuntime::Impl {
   void compute(const Task& t) {
     BatchRun& br = batches_[static_cast<std::size_t>(t.batch)];
     br.state.past_len = past_len(t);
-    const OptWeights& w = layer_weights(t);
+    const HostDecoder& w = layer_weights(t);
     const std::int64_t b = plan_.policy.gpu_batch_size();
     if (t.layer == 0) {  // input embedding
       std::vector<std::int32_t> ids = t.token == 0 ? br.prompt_ids : br.next;
-      write_hidden(t, opt_embed(spec_, w, ids, br.state));
+      write_hidden(t, w.embed(ids, br.state));
       return;
     }
-    if (t.layer == spec_.num_layers + 1) {  // final LayerNorm, LM head, next tokens
-      const Tensor logits = opt_final_last(spec_, w, read_hidden(t));
+    if (t.layer == spec_.num_layers + 1) {  // final normalisation, LM head, next tokens
+      const Tensor logits = w.final_last(read_hidden(t));
       const std::int64_t vocab = spec_.vocab_size;
       for (std::int64_t s = 0; s < b; ++s) {
         const std::int32_t token = sampler_->next(
@@ -596,14 +603,13 @@ class HostRuntime::Impl {
     }
     // Decoder layer, first half: LayerNorm, projections, new cache rows, attention over the units
     // the GPU holds (dense) or their top-k selection (sparse).
-    const OptLayerWeights& lw = w.layers[static_cast<std::size_t>(t.layer - 1)];
     VisitState& vs = visit_;
     vs.hidden = read_hidden(t);
-    opt_attention_projections(spec_, lw, vs.hidden, vs.q, vs.k, vs.v);
+    w.attention_projections(t.layer - 1, vs.hidden, br.state, vs.q, vs.k, vs.v);
     round_to(plan_.weight_dtype, vs.q.span());
     vs.attn = Tensor(vs.q.shape());
     const std::int64_t T = tokens_in(t), P = past_len(t);
-    const std::int64_t nh = spec_.num_heads, hd = spec_.head_dim();
+    const std::int64_t nkv = spec_.kv_heads(), hd = spec_.head_dim(), group = plan_.cache.queries_per_unit;
     const std::int64_t units = plan_.cache.units;
     const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
     vs.kept.assign(static_cast<std::size_t>(units), {});
@@ -616,16 +622,22 @@ class HostRuntime::Impl {
     parallel_for(units, 1, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t u = begin; u < end; ++u) {
         if (deleg && u >= g && u < g + ncpu) continue;
-        const std::int64_t s = u / nh, head = u % nh;
+        // Unit u is (sequence s, key/value head u % nkv); its query heads are the `group`
+        // consecutive heads from (u % nkv) * group (one for OPT).
+        const std::int64_t s = u / nkv, head = (u % nkv) * group;
         UnitRows rows = read_rows(t, u, P + T, /*cpu_view=*/false, /*values=*/!sparse(t));
         const float* q = vs.q.data() + (s * T) * spec_.hidden_size + head * hd;
         float* out = vs.attn.data() + (s * T) * spec_.hidden_size + head * hd;
         const std::int64_t pad = br.state.pad_len[static_cast<std::size_t>(s)];
         if (sparse(t)) {
-          vs.kept[static_cast<std::size_t>(u)] = select_top_k(q, rows.keys.data(), hd, P, pad, kept_positions(t));
+          std::vector<float> summed;
+          vs.kept[static_cast<std::size_t>(u)] =
+              select_top_k(selection_query(q, group, hd, summed), rows.keys.data(), hd, P, pad, kept_positions(t));
         } else {
-          unit_attention(q, spec_.hidden_size, rows.keys.data(), rows.values.data(), hd, T, P, pad, out,
-                         spec_.hidden_size);
+          for (std::int64_t i = 0; i < group; ++i) {
+            unit_attention(q + i * hd, spec_.hidden_size, rows.keys.data(), rows.values.data(), hd, T, P, pad,
+                           out + i * hd, spec_.hidden_size);
+          }
         }
       }
     });
@@ -634,8 +646,8 @@ class HostRuntime::Impl {
   // Writes this visit's new key and value rows of one unit into its storage (encoded).
   void append_rows(const Task& t, std::int64_t u, const VisitState& vs, bool cpu_view) {
     const std::int64_t T = tokens_in(t), P = past_len(t);
-    const std::int64_t nh = spec_.num_heads, hd = spec_.head_dim(), h = spec_.hidden_size;
-    const std::int64_t s = u / nh, head = u % nh;
+    const std::int64_t nkv = spec_.kv_heads(), hd = spec_.head_dim(), h = spec_.kv_dim();
+    const std::int64_t s = u / nkv, head = u % nkv;
     for (int kv = 0; kv < 2; ++kv) {
       const RowRef ref = unit_rows(t, u, kv, cpu_view);
       const Tensor& src = kv == 0 ? vs.k : vs.v;
@@ -686,14 +698,17 @@ class HostRuntime::Impl {
   void delegate_store(const Task&) {
     // Query, new key and new value of the CPU units, in the model dtype, into CPU buffers.
     const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
-    const std::int64_t nh = spec_.num_heads, hd = spec_.head_dim(), h = spec_.hidden_size;
+    // A unit's queries are its group's consecutive head vectors; its key and value one each.
+    const std::int64_t nkv = spec_.kv_heads(), hd = spec_.head_dim(), group = plan_.cache.queries_per_unit;
     const Tensor* src[3] = {&visit_.q, &visit_.k, &visit_.v};
-    std::vector<std::byte> tmp(static_cast<std::size_t>(hd * elem_bytes_));
-    Buffer gpu_vec{Tier::kGpu, hd * elem_bytes_, tmp.data(), {}};
     for (int i = 0; i < 3; ++i) {
+      const std::int64_t n = (i == 0 ? group : 1) * hd;  // values per unit
+      const std::int64_t row = i == 0 ? spec_.hidden_size : spec_.kv_dim();
+      std::vector<std::byte> tmp(static_cast<std::size_t>(n * elem_bytes_));
+      Buffer gpu_vec{Tier::kGpu, n * elem_bytes_, tmp.data(), {}};
       for (std::int64_t u = g; u < g + ncpu; ++u) {
-        encode_values(src[i]->data() + (u / nh) * h + (u % nh) * hd, hd, plan_.weight_dtype, tmp.data());
-        copy(delegation_[i], (u - g) * hd * elem_bytes_, gpu_vec, 0, hd * elem_bytes_);
+        encode_values(src[i]->data() + (u / nkv) * row + (u % nkv) * n, n, plan_.weight_dtype, tmp.data());
+        copy(delegation_[i], (u - g) * n * elem_bytes_, gpu_vec, 0, n * elem_bytes_);
       }
     }
   }
@@ -701,14 +716,14 @@ class HostRuntime::Impl {
   void cpu_attention(const Task& t) {
     BatchRun& br = batches_[static_cast<std::size_t>(t.batch)];
     const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
-    const std::int64_t nh = spec_.num_heads, hd = spec_.head_dim();
+    const std::int64_t nkv = spec_.kv_heads(), hd = spec_.head_dim(), group = plan_.cache.queries_per_unit;
     const std::int64_t P = past_len(t);
-    // Unpack the query and new rows the GPU sent, append the rows at home, attend.
+    // Unpack the queries and new rows the GPU sent, append the rows at home, attend.
     VisitState cpu;
-    cpu.q = Tensor({ncpu, hd});
+    cpu.q = Tensor({ncpu, group * hd});
     cpu.k = Tensor({ncpu, hd});
     cpu.v = Tensor({ncpu, hd});
-    decode_values(delegation_[0].host, ncpu * hd, plan_.weight_dtype, cpu.q.data());
+    decode_values(delegation_[0].host, ncpu * group * hd, plan_.weight_dtype, cpu.q.data());
     decode_values(delegation_[1].host, ncpu * hd, plan_.weight_dtype, cpu.k.data());
     decode_values(delegation_[2].host, ncpu * hd, plan_.weight_dtype, cpu.v.data());
     CacheHome& home = cache_home(t.layer, t.batch);
@@ -718,61 +733,71 @@ class HostRuntime::Impl {
         encode_row((kv == 0 ? cpu.k : cpu.v).data() + i * hd, part.host + (P * ncpu + i) * plan_.cache.row_bytes);
       }
     }
-    std::vector<float> out(static_cast<std::size_t>(ncpu * hd));
+    std::vector<float> out(static_cast<std::size_t>(ncpu * group * hd));
     // Multithreaded over units (the pool runs inline if the GPU worker holds it at the moment).
     parallel_for(ncpu, 1, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t i = begin; i < end; ++i) {
         const std::int64_t u = g + i;
-        const std::int64_t pad = br.state.pad_len[static_cast<std::size_t>(u / nh)];
+        const std::int64_t pad = br.state.pad_len[static_cast<std::size_t>(u / nkv)];
         UnitRows rows = read_rows(t, u, P + 1, /*cpu_view=*/true, /*values=*/true);
-        const float* q = cpu.q.data() + i * hd;
+        const float* q = cpu.q.data() + i * group * hd;
+        float* o = out.data() + i * group * hd;
         if (sparse(t)) {
-          const auto kept = select_top_k(q, rows.keys.data(), hd, P, pad, kept_positions(t));
-          sparse_unit_attention(q, rows.keys.data(), rows.values.data(), hd, P, pad, kept, out.data() + i * hd);
+          std::vector<float> summed;
+          const auto kept =
+              select_top_k(selection_query(q, group, hd, summed), rows.keys.data(), hd, P, pad, kept_positions(t));
+          for (std::int64_t j = 0; j < group; ++j) {
+            sparse_unit_attention(q + j * hd, rows.keys.data(), rows.values.data(), hd, P, pad, kept, o + j * hd);
+          }
         } else {
-          unit_attention(q, hd, rows.keys.data(), rows.values.data(), hd, 1, P, pad, out.data() + i * hd, hd);
+          for (std::int64_t j = 0; j < group; ++j) {
+            unit_attention(q + j * hd, hd, rows.keys.data(), rows.values.data(), hd, 1, P, pad, o + j * hd, hd);
+          }
         }
       }
     });
-    encode_values(out.data(), ncpu * hd, plan_.weight_dtype, delegation_[3].host);
+    encode_values(out.data(), ncpu * group * hd, plan_.weight_dtype, delegation_[3].host);
   }
 
   void delegate_load(const Task&) {
     const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
-    const std::int64_t nh = spec_.num_heads, hd = spec_.head_dim(), h = spec_.hidden_size;
-    std::vector<std::byte> tmp(static_cast<std::size_t>(ncpu * hd * elem_bytes_));
-    Buffer gpu_vec{Tier::kGpu, ncpu * hd * elem_bytes_, tmp.data(), {}};
-    copy(gpu_vec, 0, delegation_[3], 0, ncpu * hd * elem_bytes_);
-    std::vector<float> out(static_cast<std::size_t>(ncpu * hd));
-    decode_values(tmp.data(), ncpu * hd, plan_.weight_dtype, out.data());
+    const std::int64_t nkv = spec_.kv_heads(), h = spec_.hidden_size;
+    const std::int64_t n = plan_.cache.queries_per_unit * spec_.head_dim();  // output values per unit
+    std::vector<std::byte> tmp(static_cast<std::size_t>(ncpu * n * elem_bytes_));
+    Buffer gpu_vec{Tier::kGpu, ncpu * n * elem_bytes_, tmp.data(), {}};
+    copy(gpu_vec, 0, delegation_[3], 0, ncpu * n * elem_bytes_);
+    std::vector<float> out(static_cast<std::size_t>(ncpu * n));
+    decode_values(tmp.data(), ncpu * n, plan_.weight_dtype, out.data());
     for (std::int64_t i = 0; i < ncpu; ++i) {
       const std::int64_t u = g + i;
-      std::copy_n(out.data() + i * hd, hd, visit_.attn.data() + (u / nh) * h + (u % nh) * hd);
+      std::copy_n(out.data() + i * n, n, visit_.attn.data() + (u / nkv) * h + (u % nkv) * n);
     }
   }
 
   void compute_post(const Task& t) {
     BatchRun& br = batches_[static_cast<std::size_t>(t.batch)];
     VisitState& vs = visit_;
-    const std::int64_t P = past_len(t), nh = spec_.num_heads, hd = spec_.head_dim();
+    const std::int64_t P = past_len(t), nkv = spec_.kv_heads(), hd = spec_.head_dim();
+    const std::int64_t group = plan_.cache.queries_per_unit;
     if (sparse(t)) {  // the weighted sum over the kept positions, now that their values are in
       const std::int64_t g = plan_.cache.units_on_tier(Tier::kGpu), ncpu = plan_.cache.units_on_tier(Tier::kCpu);
       parallel_for(plan_.cache.units, 1, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t u = begin; u < end; ++u) {
           if (delegated(t) && u >= g && u < g + ncpu) continue;
-          const std::int64_t s = u / nh, head = u % nh;
+          const std::int64_t s = u / nkv, head = (u % nkv) * group;
           UnitRows rows = read_rows(t, u, P + 1, /*cpu_view=*/false, /*values=*/true);
-          const float* q = vs.q.data() + s * spec_.hidden_size + head * hd;
-          sparse_unit_attention(q, rows.keys.data(), rows.values.data(), hd, P,
-                                br.state.pad_len[static_cast<std::size_t>(s)],
-                                vs.kept[static_cast<std::size_t>(u)],
-                                vs.attn.data() + s * spec_.hidden_size + head * hd);
+          for (std::int64_t i = 0; i < group; ++i) {
+            const float* q = vs.q.data() + s * spec_.hidden_size + (head + i) * hd;
+            sparse_unit_attention(q, rows.keys.data(), rows.values.data(), hd, P,
+                                  br.state.pad_len[static_cast<std::size_t>(s)],
+                                  vs.kept[static_cast<std::size_t>(u)],
+                                  vs.attn.data() + s * spec_.hidden_size + (head + i) * hd);
+          }
         }
       });
     }
     round_to(plan_.weight_dtype, vs.attn.span());
-    const OptLayerWeights& lw = layer_weights(t).layers[static_cast<std::size_t>(t.layer - 1)];
-    opt_attention_output_and_mlp(spec_, lw, vs.attn, vs.hidden);
+    layer_weights(t).attention_output_and_mlp(t.layer - 1, vs.attn, vs.hidden);
     write_hidden(t, vs.hidden);
   }
 
@@ -809,13 +834,15 @@ class HostRuntime::Impl {
   std::unique_ptr<Sampler> sampler_;
   std::unique_ptr<EarlyStop> early_;
   std::atomic<std::int64_t> skipped_{0};
-  OptWeights decoded_;
+  HostDecoder decoded_;
   std::int64_t decoded_step_ = -1;
   VisitState visit_;
 };
 
 HostRuntime::HostRuntime(const Plan& plan, const OptWeights& weights, const RuntimeOptions& options)
-    : impl_(std::make_unique<Impl>(plan, weights, options)) {}
+    : impl_(std::make_unique<Impl>(plan, named_tensors(plan.spec, weights), options)) {}
+HostRuntime::HostRuntime(const Plan& plan, const LlamaWeights& weights, const RuntimeOptions& options)
+    : impl_(std::make_unique<Impl>(plan, named_tensors(plan.spec, weights), options)) {}
 HostRuntime::~HostRuntime() = default;
 RunReport HostRuntime::generate(const std::vector<std::vector<std::int32_t>>& prompts, const SamplingConfig& sampling,
                                 std::optional<std::int32_t> stop_token, const BlockShape& shape) {

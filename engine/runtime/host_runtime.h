@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/model/llama_weights.h"
 #include "engine/model/opt_weights.h"
 #include "engine/runtime/executor.h"
 #include "engine/runtime/memory_plan.h"
@@ -73,6 +74,8 @@ class HostRuntime {
   // Checks the plan against the budgets (throws flexgen::Error before allocating anything), then
   // allocates every buffer and places the weights on their home tiers.
   HostRuntime(const Plan& plan, const OptWeights& weights, const RuntimeOptions& options);
+  // The same for a LLaMA plan (plan.spec.family == kLlama).
+  HostRuntime(const Plan& plan, const LlamaWeights& weights, const RuntimeOptions& options);
   ~HostRuntime();
   HostRuntime(const HostRuntime&) = delete;
   HostRuntime& operator=(const HostRuntime&) = delete;

@@ -77,12 +77,14 @@ MemoryPlan plan_memory(const Plan& plan) {
       add(BufferRole::kActStaging, Tier::kCpu, hidden, str_cat("activation staging ", s));
     }
   }
-  // Delegated attention: query, new key, new value and output of the CPU-homed units.
+  // Delegated attention: query, new key, new value and output of the CPU-homed units (the query
+  // and output of a unit are queries_per_unit head vectors with grouped-query attention).
   if (plan.policy.cpu_cache_compute()) {
     const Bytes vec = c.units_on_tier(Tier::kCpu) * plan.spec.head_dim() *
                       (plan.weight_dtype == Encoding::kF32 ? 4 : 2);
     for (const char* what : {"query", "new key", "new value", "output"}) {
-      add(BufferRole::kDelegation, Tier::kCpu, vec, str_cat("delegation ", what));
+      const bool per_query = what[0] == 'q' || what[0] == 'o';
+      add(BufferRole::kDelegation, Tier::kCpu, per_query ? vec * c.queries_per_unit : vec, str_cat("delegation ", what));
     }
   }
   return m;

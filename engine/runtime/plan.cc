@@ -5,7 +5,7 @@
 
 #include "engine/compress/quant4.h"
 #include "engine/core/error.h"
-#include "engine/model/opt_weights.h"
+#include "engine/model/decoder.h"
 #include "engine/runtime/run_limits.h"
 
 namespace flexgen {
@@ -35,28 +35,9 @@ Tier choose_home(double mid_percent, const Placement& placement) {
   return Tier::kGpu;
 }
 
-// The HF tensors of schedule layer j, in file order, with their shapes.
+// The HF tensors of schedule layer j, in file order, with their shapes (engine/model/decoder.h).
 std::vector<std::pair<std::string, Shape>> layer_tensors(const ModelSpec& spec, std::int64_t j) {
-  std::vector<std::pair<std::string, Shape>> out;
-  OptWeights unused;
-  const auto slots = opt_tensor_slots(spec, unused);
-  const std::int64_t last = spec.num_layers + 1;
-  for (const TensorSlot& slot : slots) {
-    const std::string& n = slot.name;
-    const bool is_layer = n.rfind("layers.", 0) == 0;
-    if (j == 0) {
-      if (n == "embed_tokens.weight" || n == "embed_positions.weight") out.emplace_back(n, slot.shape);
-    } else if (j == last) {
-      if (n == "final_layer_norm.weight" || n == "final_layer_norm.bias") out.emplace_back(n, slot.shape);
-    } else if (is_layer) {
-      const std::string prefix = "layers." + std::to_string(j - 1) + ".";
-      if (n.rfind(prefix, 0) == 0) out.emplace_back(n, slot.shape);
-    }
-  }
-  if (j == last) {  // the LM head: the output layer's own copy of the tied token embedding
-    out.emplace_back("embed_tokens.weight", Shape{spec.vocab_size, spec.hidden_size});
-  }
-  return out;
+  return schedule_layer_tensors(spec, j);
 }
 
 }  // namespace
@@ -106,8 +87,9 @@ Plan make_plan(const ModelSpec& spec, const Workload& workload, const Policy& po
     }
     // FlexGen splits an OPT decoder layer into two layers of its own, self-attention (q, k, v, out,
     // attention LayerNorm) and MLP (fc1, fc2, final LayerNorm), and applies the rule to each.
-    auto group_of = [](const std::string& name) { return name.find(".fc") != std::string::npos ||
-                                                         name.find(".final_layer_norm.") != std::string::npos; };
+    // LLaMA likewise: attention (q, k, v, o, input_layernorm) and MLP (gate, up, down,
+    // post_attention_layernorm).
+    auto group_of = [&spec](const std::string& name) { return is_mlp_part(spec, name); };
     for (const bool mlp : {false, true}) {
       Bytes total = 0;
       for (const PlannedTensor& t : layer.tensors) {
@@ -128,7 +110,8 @@ Plan make_plan(const ModelSpec& spec, const Workload& workload, const Policy& po
 
   // KV cache.
   CachePlan& cache = plan.cache;
-  cache.units = policy.gpu_batch_size() * spec.num_heads;
+  cache.units = policy.gpu_batch_size() * spec.kv_heads();
+  cache.queries_per_unit = spec.queries_per_kv_head();
   // Boundaries by rounding the cumulative shares, so that shares summing to 100% leave no unit on
   // disk by truncation.
   const double units = static_cast<double>(cache.units);

@@ -4,11 +4,12 @@
 // and the simulator all read sizes from here, so the bytes they count agree by construction.
 //
 // Schedule layers: 0 is the input embedding, 1..L the decoder layers, L+1 the output layer (final
-// LayerNorm and the LM head, tied to the token embedding). Weights are placed per layer as whole
+// normalisation and the LM head: for OPT tied to the token embedding, for LLaMA tied or not). Weights are placed per layer as whole
 // tensors by FlexGen's rule: walking the layer's tensors in HF order, a tensor goes to the tier in
 // which the midpoint of its cumulative byte share falls, tiers ordered disk, CPU, GPU. The KV cache
 // of each (decoder layer, gpu batch) is split across tiers by "units": one unit is one (sequence,
-// head) pair; units [0, g) live on the GPU, [g, g + c) on the CPU, the rest on disk. Activations
+// key/value head) pair (with grouped-query attention, LLaMA, num_heads / num_kv_heads query heads
+// read each unit); units [0, g) live on the GPU, [g, g + c) on the CPU, the rest on disk. Activations
 // between layers live on one tier.
 #include <cstdint>
 #include <string>
@@ -26,7 +27,9 @@ enum class Encoding : std::uint8_t { kF32, kF16, kQ4 };  // how a tensor is stor
 const char* encoding_name(Encoding e);
 
 struct PlannedTensor {
-  std::string name;  // HF name relative to "model.decoder.", e.g. "layers.0.fc1.weight"
+  // HF name relative to "model.decoder." (OPT, e.g. "layers.0.fc1.weight") or "model." (LLaMA,
+  // e.g. "layers.0.mlp.up_proj.weight"; the untied LM head is "lm_head.weight")
+  std::string name;
   Shape shape;
   Encoding encoding = Encoding::kF32;
   Bytes bytes = 0;   // stored bytes (4-bit: packed nibbles plus per-group min and scale)
@@ -40,7 +43,8 @@ struct PlannedLayer {
 };
 
 struct CachePlan {
-  std::int64_t units = 0;                   // gpu_batch_size * num_heads per (layer, batch)
+  std::int64_t units = 0;                   // gpu_batch_size * kv_heads per (layer, batch)
+  std::int64_t queries_per_unit = 1;        // query heads reading each unit (num_heads / kv_heads)
   std::int64_t units_on[3] = {0, 0, 0};     // per Tier
   std::int64_t capacity = 0;                // positions: prompt_len + gen_len - 1
   Bytes row_bytes = 0;                      // one position of one unit, key or value (head_dim values)

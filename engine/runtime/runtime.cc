@@ -28,20 +28,33 @@ namespace {
 class HostBackend final : public Runtime {
  public:
   HostBackend(const Plan& plan, const WeightsSource& source, const RuntimeOptions& options)
-      : dummy_(source.weights ? OptWeights{} : make_dummy_opt_weights(plan.spec, source.dummy_seed)),
-        runtime_(plan, source.weights ? *source.weights : dummy_, options) {}
+      : runtime_(make(plan, source, options)) {}
 
   RunReport generate(const std::vector<std::vector<std::int32_t>>& prompts, const SamplingConfig& sampling,
                      std::optional<std::int32_t> stop_token, const BlockShape& shape) override {
-    return runtime_.generate(prompts, sampling, stop_token, shape);
+    return runtime_->generate(prompts, sampling, stop_token, shape);
   }
-  const Schedule& schedule() const override { return runtime_.schedule(); }
-  const MemoryPlan& memory_plan() const override { return runtime_.memory_plan(); }
+  const Schedule& schedule() const override { return runtime_->schedule(); }
+  const MemoryPlan& memory_plan() const override { return runtime_->memory_plan(); }
   Backend backend() const override { return Backend::kHost; }
 
  private:
+  // The family's weights, or its dummy weights (kept for the runtime's lifetime: the host
+  // runtime reads nothing from them after placing them, but keeping them is cheap to reason about).
+  std::unique_ptr<HostRuntime> make(const Plan& plan, const WeightsSource& source, const RuntimeOptions& options) {
+    if (plan.spec.family == ModelFamily::kLlama) {
+      if (source.llama_weights != nullptr) return std::make_unique<HostRuntime>(plan, *source.llama_weights, options);
+      llama_dummy_ = make_dummy_llama_weights(plan.spec, source.dummy_seed);
+      return std::make_unique<HostRuntime>(plan, llama_dummy_, options);
+    }
+    if (source.weights != nullptr) return std::make_unique<HostRuntime>(plan, *source.weights, options);
+    dummy_ = make_dummy_opt_weights(plan.spec, source.dummy_seed);
+    return std::make_unique<HostRuntime>(plan, dummy_, options);
+  }
+
   OptWeights dummy_;
-  HostRuntime runtime_;
+  LlamaWeights llama_dummy_;
+  std::unique_ptr<HostRuntime> runtime_;
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/core/policy.h"
+#include "engine/model/llama_weights.h"
 #include "engine/model/opt_weights.h"
 #include "engine/runtime/host_runtime.h"
 
@@ -25,13 +26,15 @@ bool cuda_backend_available();
 // flexgen::Error for anything else, and for "cuda" when it is not available (saying why).
 Backend parse_backend(const std::string& text);
 
-// Where the weights come from. With `weights` null, every tensor is a seeded dummy: the host
-// backend makes make_dummy_opt_weights(spec, dummy_seed) (4 bytes per parameter of host memory);
-// the CUDA backend writes dummy values of the same distribution straight into each tensor's home
-// in its stored format, with no float32 copy of the model.
+// Where the weights come from: `weights` for an OPT plan, `llama_weights` for a LLaMA plan. With
+// the family's pointer null, every tensor is a seeded dummy: the host backend makes
+// make_dummy_opt_weights / make_dummy_llama_weights(spec, dummy_seed) (4 bytes per parameter of
+// host memory); the CUDA backend writes dummy values of the same distribution straight into each
+// tensor's home in its stored format, with no float32 copy of the model.
 struct WeightsSource {
   const OptWeights* weights = nullptr;
   std::uint64_t dummy_seed = 0;
+  const LlamaWeights* llama_weights = nullptr;
 };
 
 class Runtime {

@@ -325,11 +325,17 @@ class Generator {
     const double positions = decode(v) ? static_cast<double>(cached_positions(v) + 1) : 0.0;
     const double pair_positions = decode(v) ? positions : tokens * (tokens + 1.0) / 2.0;
     const double kept = sparse(v) ? static_cast<double>(kept_positions(v) + 1) : pair_positions;
+    // Query heads per unit: 1 for OPT; with grouped-query attention (LLaMA) each key/value row
+    // serves g query heads, so attention FLOPs are g times OPT's per row (the top-k selection is
+    // counted so too, although the runtimes score the group's summed query once).
+    const double g = static_cast<double>(p.cache.queries_per_unit);
+    const bool llama = p.spec.family == ModelFamily::kLlama;
+    const double kv = static_cast<double>(p.spec.kv_dim());
     t.compute = add(TaskKind::kCompute, v, v.batch, deps);
-    last().gemm_flops = 2.0 * b * tokens * h * 3.0 * h;
+    last().gemm_flops = llama ? 2.0 * b * tokens * h * (h + 2.0 * kv) : 2.0 * b * tokens * h * 3.0 * h;
     // Scores here; with dense attention the weighted sum of values too, with sparse attention the
   // weighted sum over the kept positions comes in the post task once their values are in.
-  last().attention_flops = gpu_side_units * 2.0 * hd * pair_positions * (sparse(v) ? 1.0 : 2.0);
+  last().attention_flops = g * gpu_side_units * 2.0 * hd * pair_positions * (sparse(v) ? 1.0 : 2.0);
     last().positions = decode(v) ? cached_positions(v) + 1 : tokens_in(v);
     std::vector<TaskId> post_deps = {t.compute};
     if (sparse(v) && slot_units(v) > 0) {
@@ -339,18 +345,20 @@ class Generator {
     }
     if (delegated(v)) {
       const Bytes per_unit_vector = p.spec.head_dim() * (p.weight_dtype == Encoding::kF32 ? 4 : 2);
+      const std::int64_t queries = p.cache.queries_per_unit;
       const TaskId store = add(TaskKind::kDelegateStore, v, v.batch, {t.compute});
-      last().bytes.d2h = 3 * units(Tier::kCpu) * per_unit_vector;  // query, new key, new value
+      last().bytes.d2h = (queries + 2) * units(Tier::kCpu) * per_unit_vector;  // queries, new key, new value
       t.cpu_attention = add(TaskKind::kCpuAttention, v, v.batch, {store, prev >= 0 ? vt_[prev].cpu_attention : kNone,
                              prev >= 0 ? vt_[prev].cache_store : kNone});
-      last().attention_flops = cpu_units * 2.0 * hd * (positions + kept);
+      last().attention_flops = g * cpu_units * 2.0 * hd * (positions + kept);
       last().positions = cached_positions(v) + 1;
       post_deps.push_back(add(TaskKind::kDelegateLoad, v, v.batch, {t.cpu_attention}));
-      last().bytes.h2d = units(Tier::kCpu) * per_unit_vector;  // attention output
+      last().bytes.h2d = queries * units(Tier::kCpu) * per_unit_vector;  // attention output
     }
     t.post = add(TaskKind::kComputePost, v, v.batch, post_deps);
-    last().gemm_flops = 2.0 * b * tokens * h * h + 4.0 * b * tokens * h * f;
-    if (sparse(v)) last().attention_flops = gpu_side_units * 2.0 * hd * kept;
+    // Output projection and the MLP: fc1, fc2 (OPT) or gate, up, down (LLaMA's SwiGLU).
+    last().gemm_flops = 2.0 * b * tokens * h * h + (llama ? 6.0 : 4.0) * b * tokens * h * f;
+    if (sparse(v)) last().attention_flops = gpu_side_units * 2.0 * hd * kept * g;
     step_computes_[v.step].push_back(t.compute);
     step_computes_[v.step].push_back(t.post);
   }

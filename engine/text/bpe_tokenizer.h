@@ -19,9 +19,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/text/tokenizer.h"
+
 namespace flexgen {
 
-class BpeTokenizer {
+class BpeTokenizer : public Tokenizer {
  public:
   // Reads <dir>/vocab.json and <dir>/merges.txt; throws flexgen::Error for missing/malformed files.
   static BpeTokenizer from_dir(const std::filesystem::path& dir);
@@ -36,15 +38,15 @@ class BpeTokenizer {
   // tokenized as ordinary text, and no BOS/EOS is added. Throws flexgen::Error if `text` is not
   // valid UTF-8 (naming the byte offset), or if a piece ends in a symbol that vocab.json lacks
   // (a broken vocab: every one of the 256 byte symbols must be in it).
-  std::vector<std::int32_t> encode(std::string_view text) const;
+  std::vector<std::int32_t> encode(std::string_view text) const override;
   // Bytes of the ids concatenated. With `skip_special`, special ids (see is_special) are left out.
   // The result is returned as raw bytes: a sequence cut inside a multi-byte character gives
   // invalid UTF-8 (HF would substitute U+FFFD; raw bytes let a caller stream partial output).
   // Throws flexgen::Error for an id outside [0, vocab_size()) or a token whose string contains a
   // character that is not a byte symbol (and that is not skipped as special).
-  std::string decode(const std::vector<std::int32_t>& ids, bool skip_special = true) const;
+  std::string decode(const std::vector<std::int32_t>& ids, bool skip_special = true) const override;
 
-  std::int64_t vocab_size() const { return static_cast<std::int64_t>(id_to_token_.size()); }
+  std::int64_t vocab_size() const override { return static_cast<std::int64_t>(id_to_token_.size()); }
   std::int32_t token_id(const std::string& token) const;  // -1 if absent
   // The token string of `id` (byte-level symbols); throws flexgen::Error if out of range.
   const std::string& token(std::int32_t id) const;

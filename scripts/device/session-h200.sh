@@ -8,7 +8,8 @@
 #   source .device-deps/env.sh && DEADLINE=560 bash scripts/device/session-h200.sh COMMIT [SWEEP.json ...]
 # P1=0 skips the P1 runs, TESTS=0 the tests; GTEST_FILTER narrows them. Files come back in $OUT
 # (at most 8): session.log, h200-measured.json and its measurements, p1-runs.jsonl, gpu-tests.log,
-# and <sweep>.jsonl and <sweep>.log per sweep.
+# and <sweep>.jsonl and <sweep>.log per sweep; FIXTURES=1 first makes the tiny-LLaMA HF fixture
+# (fixtures.tar).
 set -uo pipefail
 commit=${1:?commit}
 shift
@@ -29,6 +30,14 @@ if [ ! -f "$spec" ]; then
       --offload-dir /tmp/flexgen-offload >>"$log" 2>&1
   say "profile: rc=$? at $(elapsed) s"
   cp "$spec" "$out/h200-measured.json" 2>/dev/null
+fi
+
+if [ "${FIXTURES:-0}" != 0 ]; then
+  # The tiny-LLaMA HF fixture (scripts/make_llama_fixtures.py), made before the tests that read it;
+  # it comes back as one tar file.
+  python3 scripts/make_llama_fixtures.py --out tests/fixtures >>"$log" 2>&1
+  say "llama fixtures: rc=$? at $(elapsed) s"
+  tar cf "$out/fixtures.tar" tests/fixtures/tiny-llama tests/fixtures/tiny-llama-reference* 2>>"$log"
 fi
 
 if [ "${P1:-1}" != 0 ]; then

@@ -24,7 +24,7 @@ struct DecodeParams {
   int num_heads = 0;
   int head_dim = 0;
   std::int64_t past = 0;
-  const std::int32_t* kept = nullptr;  // sparse only: [units, k]
+  const std::int32_t* kept = nullptr;  // sparse only: [units / view.group, k] (per key/value unit)
   int k = 0;
   int num_splits = 1;
   __half* out = nullptr;
@@ -41,7 +41,7 @@ __device__ __forceinline__ std::int64_t row_position(const DecodeParams& prm, st
   if (!ok) return 0;
   if constexpr (kSparse) {
     if (i == prm.k) return prm.past;
-    const std::int64_t pos = prm.kept[unit * prm.k + i];
+    const std::int64_t pos = prm.kept[(unit / prm.view.group) * prm.k + i];  // per key/value unit
     ok = pos >= pad;
     return pos;
   } else {

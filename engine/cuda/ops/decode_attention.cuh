@@ -45,7 +45,9 @@ void decode_attention(const __half* q, const KvView& kv, const std::int32_t* pad
 // the kept positions of its unit (kept: [units, k] int32, as select_top_k writes them; kept
 // positions below pad_len[b] are skipped) and to itself, with a softmax over those only, as
 // sparse_unit_attention in engine/runtime/unit_attention.h. Only the kept value rows and the
-// own row are read. Same layouts, launch and splits as decode_attention (k + 1 rows per unit).
+// own row are read. With grouped-query attention (kv.group > 1, kv_view.cuh) the units are query
+// units and `kept` holds one selection per key/value unit, [units / kv.group, k], shared by its
+// query heads. Same layouts, launch and splits as decode_attention (k + 1 rows per unit).
 void sparse_decode_attention(const __half* q, const KvView& kv, const std::int32_t* pad_len,
                              std::int64_t batch, int num_heads, int head_dim, std::int64_t past,
                              const std::int32_t* kept, int k, __half* out, float* workspace,

@@ -78,6 +78,7 @@ DeviceKv upload_kv(const std::vector<HostKvPart>& parts) {
   assert(parts.size() <= static_cast<std::size_t>(kMaxKvParts));
   DeviceKv kv;
   kv.view.num_parts = static_cast<int>(parts.size());
+  kv.view.group = parts.empty() ? 1 : parts[0].group;
   for (std::size_t i = 0; i < parts.size(); ++i) {
     const HostKvPart& p = parts[i];
     kv.buffers.push_back(upload_half(p.keys));

@@ -58,6 +58,7 @@ struct HostKvPart {
   std::int64_t unit_begin = 0;
   std::int64_t unit_end = 0;
   std::int64_t position_stride = 0;
+  int group = 1;  // the view's query heads per key/value unit (kv_view.cuh); the first part's counts
 };
 
 // Batch = pad_len.size(); q and the result are [batch, tokens, num_heads * head_dim].

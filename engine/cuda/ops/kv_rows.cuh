@@ -19,9 +19,11 @@ struct UnitRows {
 };
 
 // The unit's rows, or found == false when no part holds the unit. The loop is unrolled so the
-// view stays in the kernel's parameter space.
-__device__ __forceinline__ UnitRows find_unit_rows(const KvView& view, std::int64_t unit,
+// view stays in the kernel's parameter space. With view.group > 1, `query_unit` is a query unit
+// and the rows are those of its key/value unit query_unit / group.
+__device__ __forceinline__ UnitRows find_unit_rows(const KvView& view, std::int64_t query_unit,
                                                    int head_dim) {
+  const std::int64_t unit = view.group > 1 ? query_unit / view.group : query_unit;
   UnitRows r;
 #pragma unroll
   for (int i = 0; i < kMaxKvParts; ++i) {

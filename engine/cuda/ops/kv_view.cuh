@@ -11,6 +11,10 @@
 // offset in its buffer, e.g. the disk units behind the CPU units in the slot) and
 // position_stride = units_in_buffer * head_dim elements. A unit in no part is skipped by the
 // attention kernels (its output is not written), e.g. the units delegated to the CPU.
+//
+// Grouped-query attention (LLaMA): with group G > 1 the kernels' units are query units
+// u = sequence * num_heads + head, and the parts hold key/value units: query unit u reads the
+// rows of key/value unit u / G (= sequence * kv_heads + head / G, as num_heads = G * kv_heads).
 #include <cstdint>
 
 #include <cuda_fp16.h>
@@ -31,6 +35,7 @@ inline constexpr int kMaxKvParts = 4;
 struct KvView {
   KvPart parts[kMaxKvParts];
   int num_parts = 0;
+  int group = 1;  // query heads per key/value unit (1: multi-head attention, OPT)
 };
 
 }  // namespace flexgen::cuda

@@ -74,12 +74,13 @@ __global__ void masked_causal_softmax_kernel(__half* scores, std::int64_t rows, 
   }
 }
 
-// Pointers of the two GEMMs for units [begin, begin + n) of one part and the query block of
-// `block_tokens` queries from query q0 (scores [n, block_tokens, cols]).
+// Pointers of the two GEMMs for (query) units [begin, begin + n) of one part and the query block of
+// `block_tokens` queries from query q0 (scores [n, block_tokens, cols]); query unit u reads the rows
+// of key/value unit u / group (grouped-query attention; group 1 otherwise).
 __global__ void gemm_pointers_kernel(KvPart part, std::int64_t begin, std::int64_t n, const __half* q,
                                      __half* out, __half* scores, int num_heads, int head_dim,
                                      std::int64_t tokens, std::int64_t q0, std::int64_t block_tokens,
-                                     std::int64_t cols, const void** ptrs) {
+                                     std::int64_t cols, int group, const void** ptrs) {
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const std::int64_t u = begin + i;
@@ -87,7 +88,7 @@ __global__ void gemm_pointers_kernel(KvPart part, std::int64_t begin, std::int64
   const std::int64_t head = u % num_heads;
   const std::int64_t hidden = static_cast<std::int64_t>(num_heads) * head_dim;
   const std::int64_t q_off = (s * tokens + q0) * hidden + head * head_dim;
-  const std::int64_t kv_off = (u - part.unit_begin) * head_dim;
+  const std::int64_t kv_off = (u / group - part.unit_begin) * head_dim;
   __half* score = scores + i * block_tokens * cols;
   ptrs[0 * n + i] = part.keys + kv_off;    // GEMM 1: A = K
   ptrs[1 * n + i] = q + q_off;             //         B = Q
@@ -142,8 +143,10 @@ void prefill_attention_gemm(cublasHandle_t handle, const __half* q, const KvView
   auto* bytes = static_cast<unsigned char*>(workspace);
   for (int pi = 0; pi < kv.num_parts; ++pi) {
     const KvPart& part = kv.parts[pi];
-    for (std::int64_t begin = part.unit_begin; begin < part.unit_end; begin += chunk) {
-      const std::int64_t n = std::min(chunk, part.unit_end - begin);
+    // The part's query units: group per key/value unit.
+    const std::int64_t group = kv.group, first = part.unit_begin * group, last = part.unit_end * group;
+    for (std::int64_t begin = first; begin < last; begin += chunk) {
+      const std::int64_t n = std::min(chunk, last - begin);
       auto* scores = reinterpret_cast<__half*>(bytes);
       const std::size_t score_bytes = (static_cast<std::size_t>(n * tokens * cols) * sizeof(__half) + 255) / 256 * 256;
       auto* ptrs = reinterpret_cast<const void**>(bytes + score_bytes);
@@ -155,7 +158,7 @@ void prefill_attention_gemm(cublasHandle_t handle, const __half* q, const KvView
         const std::int64_t bt = std::min<std::int64_t>(kPrefillQueryBlock, tokens - q0);
         const std::int64_t bcols = past + q0 + bt;
         gemm_pointers_kernel<<<static_cast<unsigned>((n + 127) / 128), 128, 0, stream>>>(
-            part, begin, n, q, out, scores, num_heads, head_dim, tokens, q0, bt, bcols, ptrs);
+            part, begin, n, q, out, scores, num_heads, head_dim, tokens, q0, bt, bcols, kv.group, ptrs);
         FLEXGEN_CUDA_CHECK_LAUNCH("gemm_pointers_kernel", str_cat("units=", n, " q0=", q0));
         // S^T (bcols x bt, column-major) = K^T-op(K) * Q: scores row-major [bt, bcols].
         FLEXGEN_CUBLAS_CHECK(cublasGemmBatchedEx(

@@ -128,7 +128,10 @@ TEST(ModelSpec, TableArchitectures) {
   for (const std::string& name : ModelSpec::known_names()) {
     EXPECT_NO_THROW(ModelSpec::from_name(name).validate()) << name;
   }
-  EXPECT_EQ(ModelSpec::known_names().size(), 8u);
+  // The 8 OPT sizes, then the LLaMA table (tests/engine/core/llama_spec_test.cc).
+  ASSERT_EQ(ModelSpec::known_names().size(), 14u);
+  EXPECT_EQ(ModelSpec::known_names()[7], "opt-175b");
+  EXPECT_EQ(ModelSpec::known_names()[8], "llama-2-7b");
 }
 
 TEST(ModelSpec, NameForms) {
@@ -291,8 +294,8 @@ TEST(ModelSpecConfig, BadCasesNameTheProblem) {
        ": field 'ffn_dim': expected a positive integer (got 0)"},
       {"negative token", [](nlohmann::json& c) { c["pad_token_id"] = -1; },
        ": field 'pad_token_id': expected a non-negative integer (got -1)"},
-      {"llama", [](nlohmann::json& c) { c["model_type"] = "llama"; },
-       ": model_type \"llama\" is not supported (only \"opt\")"},
+      {"gpt2", [](nlohmann::json& c) { c["model_type"] = "gpt2"; },
+       ": model_type \"gpt2\" is not supported (only \"opt\" and \"llama\")"},
       {"opt-350m projection",
        [](nlohmann::json& c) {
          c["hidden_size"] = 1024;

@@ -22,6 +22,7 @@ struct Case {
   std::vector<std::int64_t> pads;  // per sequence of the batch
   bool compressed = false;
   std::int64_t kept = 0;
+  std::int64_t group = 1;  // query heads per unit (grouped-query attention)
 };
 
 float to_half(float v) { return half_to_float(float_to_half(v)); }
@@ -29,20 +30,22 @@ float to_half(float v) { return half_to_float(float_to_half(v)); }
 // The float64 reference for one unit: rows [positions, hd] as doubles.
 std::vector<double> reference(const std::vector<double>& q, const std::vector<std::vector<double>>& keys,
                               const std::vector<std::vector<double>>& values, std::int64_t past, std::int64_t pad,
-                              std::int64_t kept) {
+                              std::int64_t kept, const std::vector<double>& selector) {
   const std::size_t hd = q.size();
-  auto score = [&](std::int64_t p) {
+  auto dot = [&](const std::vector<double>& x, std::int64_t p) {
     double s = 0;
-    for (std::size_t d = 0; d < hd; ++d) s += q[d] * keys[static_cast<std::size_t>(p)][d];
+    for (std::size_t d = 0; d < hd; ++d) s += x[d] * keys[static_cast<std::size_t>(p)][d];
     return s;
   };
+  auto score = [&](std::int64_t p) { return dot(q, p); };
   std::vector<std::int64_t> use;
   if (kept == 0) {
     for (std::int64_t p = pad; p <= past; ++p) use.push_back(p);
   } else {
     std::vector<std::int64_t> order(static_cast<std::size_t>(past));
     std::iota(order.begin(), order.end(), 0);
-    auto sc = [&](std::int64_t p) { return p < pad ? -INFINITY : score(p); };
+    // The unit's selection: scored with the selector (the group's summed query).
+    auto sc = [&](std::int64_t p) { return p < pad ? -INFINITY : dot(selector, p); };
     std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return sc(a) > sc(b); });
     for (std::int64_t i = 0; i < kept; ++i) {
       if (order[static_cast<std::size_t>(i)] >= pad) use.push_back(order[static_cast<std::size_t>(i)]);
@@ -103,16 +106,24 @@ void check(const Case& c, std::uint32_t seed) {
       store(values, p, i, random_row(), rv[static_cast<std::size_t>(i)][static_cast<std::size_t>(p)]);
     }
   }
-  std::vector<std::uint16_t> q(static_cast<std::size_t>(c.units * hd)), nk(q.size()), nv(q.size()), out(q.size(), 0xffff);
-  std::vector<std::vector<double>> rq(static_cast<std::size_t>(c.units));
+  const std::int64_t G = c.group;
+  std::vector<std::uint16_t> q(static_cast<std::size_t>(c.units * G * hd)), nk(static_cast<std::size_t>(c.units * hd)),
+      nv(nk.size()), out(q.size(), 0xffff);
+  std::vector<std::vector<double>> rq(static_cast<std::size_t>(c.units * G));
   for (std::int64_t i = 0; i < c.units; ++i) {
-    const auto a = random_row(), b = random_row(), e = random_row();
+    const auto b = random_row(), e = random_row();
+    for (std::int64_t g = 0; g < G; ++g) {
+      const auto a = random_row();
+      for (std::int64_t d = 0; d < hd; ++d) {
+        const auto k = static_cast<std::size_t>((i * G + g) * hd + d);
+        q[k] = float_to_half(a[static_cast<std::size_t>(d)] * 0.3f);
+        rq[static_cast<std::size_t>(i * G + g)].push_back(half_to_float(q[k]));
+      }
+    }
     for (std::int64_t d = 0; d < hd; ++d) {
       const auto k = static_cast<std::size_t>(i * hd + d);
-      q[k] = float_to_half(a[static_cast<std::size_t>(d)] * 0.3f);
       nk[k] = float_to_half(b[static_cast<std::size_t>(d)]);
       nv[k] = float_to_half(e[static_cast<std::size_t>(d)]);
-      rq[static_cast<std::size_t>(i)].push_back(half_to_float(q[k]));
     }
     std::vector<std::byte> scratch_k(keys.size()), scratch_v(keys.size());
     // What the new rows read back as once stored.
@@ -124,6 +135,7 @@ void check(const Case& c, std::uint32_t seed) {
   a.units = c.units;
   a.unit0 = c.unit0;
   a.num_heads = c.heads;
+  a.group = G;
   a.head_dim = hd;
   a.past = c.past;
   a.pad_len = c.pads;
@@ -140,12 +152,20 @@ void check(const Case& c, std::uint32_t seed) {
   double worst = 0;
   for (std::int64_t i = 0; i < c.units; ++i) {
     const std::int64_t pad = c.pads[static_cast<std::size_t>((c.unit0 + i) / c.heads)];
-    const auto ref = reference(rq[static_cast<std::size_t>(i)], rk[static_cast<std::size_t>(i)],
-                               rv[static_cast<std::size_t>(i)], c.past, pad, c.kept);
-    for (std::int64_t d = 0; d < hd; ++d) {
-      const float got = half_to_float(out[static_cast<std::size_t>(i * hd + d)]);
-      ASSERT_FALSE(std::isnan(got));
-      worst = std::max(worst, std::abs(got - ref[static_cast<std::size_t>(d)]));
+    std::vector<double> summed(static_cast<std::size_t>(hd), 0.0);
+    for (std::int64_t g = 0; g < G; ++g) {
+      for (std::int64_t d = 0; d < hd; ++d) {
+        summed[static_cast<std::size_t>(d)] += rq[static_cast<std::size_t>(i * G + g)][static_cast<std::size_t>(d)];
+      }
+    }
+    for (std::int64_t g = 0; g < G; ++g) {
+      const auto ref = reference(rq[static_cast<std::size_t>(i * G + g)], rk[static_cast<std::size_t>(i)],
+                                 rv[static_cast<std::size_t>(i)], c.past, pad, c.kept, summed);
+      for (std::int64_t d = 0; d < hd; ++d) {
+        const float got = half_to_float(out[static_cast<std::size_t>((i * G + g) * hd + d)]);
+        ASSERT_FALSE(std::isnan(got));
+        worst = std::max(worst, std::abs(got - ref[static_cast<std::size_t>(d)]));
+      }
     }
     if (!c.compressed) {  // the new rows are at position past, bit for bit
       const auto* hk = reinterpret_cast<const std::uint16_t*>(keys.data() + (c.past * c.units + i) * row);
@@ -178,6 +198,20 @@ TEST(CpuAttentionF16, TopKMatchesTheReferenceSelection) {
   check(c, 6);
   c.compressed = true;
   check(c, 7);
+}
+
+// Grouped-query attention (LLaMA): each unit (a key/value head) serves `group` query heads.
+TEST(CpuAttentionF16, GroupedQueriesMatchTheReference) {
+  Case c{8, 4, 4, 64, 33, {0, 6, 2}};  // units 4..11 of a batch with 4 key/value heads per sequence
+  c.group = 4;
+  check(c, 8);                          // F16C path
+  c.head_dim = 12;
+  check(c, 9);                          // scalar path
+  c.head_dim = 64;
+  c.kept = 8;                           // one top-k selection per unit, by the summed query
+  check(c, 10);
+  c.compressed = true;
+  check(c, 11);
 }
 
 }  // namespace
