@@ -355,8 +355,7 @@ class CudaRuntime final : public Runtime {
       if (t.batch != 0 || t.token > 1) continue;
       if (t.kind == TaskKind::kCompute && t.layer == 0 && positions_fit) {
         prepare_weights(t);
-        cuda::embedding(ws_.ids, pad_dev(t), b, tokens_in(t), past_len(t), weight(t, kEmbedTokens), spec_.vocab_size,
-                        weight(t, kEmbedPositions), embed_position_rows(), spec_.hidden_size, gpu_hidden(t), compute_);
+        embedding_kernels(t, gpu_hidden(t));
       } else if (t.kind == TaskKind::kCompute && t.layer == 1) {
         compute(t);
       } else if (t.kind == TaskKind::kComputePost && t.layer == 1) {
@@ -1124,12 +1123,7 @@ class CudaRuntime final : public Runtime {
       timed(Op::kEmbedding, t, [&] {
         FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(ws_.ids, staged, ids.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice,
                                            compute_));
-        if (llama) {  // token rows only: positions enter through the rotary embeddings
-          cuda::token_embedding(ws_.ids, b * T, weight(t, kEmbedTokens), spec_.vocab_size, h, hidden, compute_);
-        } else {
-          cuda::embedding(ws_.ids, pad_dev(t), b, T, P, weight(t, kEmbedTokens), spec_.vocab_size,
-                          weight(t, kEmbedPositions), embed_position_rows(), h, hidden, compute_);
-        }
+        embedding_kernels(t, hidden);
       });
       return;
     }
@@ -1259,6 +1253,19 @@ class CudaRuntime final : public Runtime {
         cuda::decode_attention(ws_.q, view, pad_dev(t), b, nhi, hdi, P, ws_.attn, ws_.splits, ws_.splits_bytes, 0,
                                compute_);
       });
+    }
+  }
+
+  // The input embedding of the ids in ws_.ids into hidden: OPT adds the learned positions, LLaMA
+  // takes the token rows only (positions enter through the rotary embeddings) and has no position
+  // table to read.
+  void embedding_kernels(const Task& t, __half* hidden) {
+    const std::int64_t b = plan_.policy.gpu_batch_size(), T = tokens_in(t), h = spec_.hidden_size;
+    if (spec_.family == ModelFamily::kLlama) {
+      cuda::token_embedding(ws_.ids, b * T, weight(t, kEmbedTokens), spec_.vocab_size, h, hidden, compute_);
+    } else {
+      cuda::embedding(ws_.ids, pad_dev(t), b, T, past_len(t), weight(t, kEmbedTokens), spec_.vocab_size,
+                      weight(t, kEmbedPositions), embed_position_rows(), h, hidden, compute_);
     }
   }
 

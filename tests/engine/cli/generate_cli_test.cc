@@ -94,8 +94,17 @@ TEST(GenerateCli, OpTimesOnTheCudaBackend) {
   const std::int64_t layers = ops["prefill"]["ops"]["fc1"]["calls"].get<std::int64_t>();
   EXPECT_EQ(ops["decode"]["ops"]["attention"]["calls"].get<std::int64_t>(), 15 * layers);
   EXPECT_EQ(ops["decode"]["ops"]["lm_head"]["calls"].get<std::int64_t>(), 15);
-  // All-GPU fp16 cache: the decode steps' key and value projections write into the cache.
-  EXPECT_FALSE(ops["decode"]["ops"].contains("cache_append"));
+  // All-GPU fp16 cache: the decode steps' key and value projections write into the cache where the
+  // new position's rows start on a 256-byte boundary. The fixture's rows of one position are 4 heads
+  // x 16 dims x 2 bytes = 128 bytes, so past length P is in place when P is even; the other steps
+  // append (one call per layer).
+  const std::int64_t prompt = static_cast<std::int64_t>(j["sequences"][0]["prompt_tokens"].size());
+  std::int64_t appended_steps = 0;
+  for (std::int64_t i = 1; i <= 15; ++i) appended_steps += ((prompt + i - 1) * 128) % 256 != 0 ? 1 : 0;
+  ASSERT_GT(appended_steps, 0);
+  ASSERT_LT(appended_steps, 15);
+  ASSERT_TRUE(ops["decode"]["ops"].contains("cache_append"));
+  EXPECT_EQ(ops["decode"]["ops"]["cache_append"]["calls"].get<std::int64_t>(), appended_steps * layers);
   EXPECT_TRUE(ops["prefill"]["ops"].contains("cache_append"));
 }
 
