@@ -207,8 +207,8 @@ int run_generate(const std::vector<std::string>& args) {
         {"device", device_name(backend)},
         {"prefill_s", report.prefill_s},
         {"decode_s", report.decode_s},
-        {"peak", tier_json(report.peak)},
-        {"planned", tier_json(report.planned)},
+        {"peak_memory", tier_json(report.peak)},
+        {"planned_memory", tier_json(report.planned)},
         {"moved", link_json(report.moved)},
         {"bytes_sent", stage->channel->bytes_sent()},
         {"bytes_received", stage->channel->bytes_received()},
@@ -221,16 +221,13 @@ int run_generate(const std::vector<std::string>& args) {
       return 0;
     }
     nlohmann::json stages = nlohmann::json::array({mine});
-    Bytes report_bytes = 0;  // the other stages' reports: not part of the run's traffic
     for (std::int32_t r = 1; r < stage->size; ++r) {
       const Message m = stage->channel->recv(r);
-      report_bytes += static_cast<Bytes>(sizeof(MessageHeader) + m.payload.size());
       FLEXGEN_REQUIRE(m.header.kind == MessageKind::kReport && m.header.batch == r,
                       "pipeline protocol error: stage 0 expected the report of stage ", r, ", got ", describe(m.header));
       stages.push_back(nlohmann::json::parse(
           std::string(reinterpret_cast<const char*>(m.payload.data()), m.payload.size())));
     }
-    stages[0]["bytes_received"] = stage->channel->bytes_received() - report_bytes;
     pipeline_json = {{"num_gpus", stage->size}, {"launcher", stage->launcher}, {"stages", stages}};
   }
 

@@ -46,6 +46,7 @@ void SocketChannel::send(std::int32_t to, const MessageHeader& header, std::span
   std::lock_guard lock(p.mutex);
   FLEXGEN_REQUIRE(p.error.empty(), "pipeline: cannot send ", describe(header), " to ", p.name, ": ", p.error);
   FLEXGEN_REQUIRE(!p.closing, "pipeline: send to ", p.name, " after the channel was closed");
+  p.sent += static_cast<Bytes>(sizeof(MessageHeader) + m.payload.size());
   p.outbox.push_back(std::move(m));
   p.changed.notify_all();
 }
@@ -57,6 +58,7 @@ Message SocketChannel::recv(std::int32_t from) {
   if (!p.inbox.empty()) {
     Message m = std::move(p.inbox.front());
     p.inbox.pop_front();
+    p.received += static_cast<Bytes>(sizeof(MessageHeader) + m.payload.size());
     return m;
   }
   if (!p.error.empty()) fail(p.error);
@@ -83,8 +85,6 @@ void SocketChannel::write_loop(Peer& p) {
       p.changed.notify_all();
       return;
     }
-    std::lock_guard lock(p.mutex);
-    p.sent += static_cast<Bytes>(sizeof(MessageHeader) + m.payload.size());
   }
   ::shutdown(p.fd, SHUT_WR);
 }
@@ -106,7 +106,6 @@ void SocketChannel::read_loop(Peer& p) {
       p.changed.notify_all();
       return;
     }
-    p.received += static_cast<Bytes>(sizeof(MessageHeader) + m->payload.size());
     p.inbox.push_back(std::move(*m));
     p.changed.notify_all();
   }

@@ -26,7 +26,8 @@ class StageChannel {
   // sending another, or sent a corrupt message.
   virtual Message recv(std::int32_t from) = 0;
 
-  // Bytes of payload sent to / received from other stages so far (inline payloads and headers).
+  // Bytes sent to (queued for) / received from (taken by recv) the other stages so far: headers
+  // and inline payloads.
   virtual Bytes bytes_sent() const = 0;
   virtual Bytes bytes_received() const = 0;
 };

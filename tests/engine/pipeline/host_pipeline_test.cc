@@ -345,7 +345,8 @@ TEST(HostPipeline, AFailingStageEndsTheOthers) {
   for (auto& t : threads) t.join();
   EXPECT_THAT(errors[1], HasSubstr("plan does not fit"));
   EXPECT_THAT(errors[2], HasSubstr("stage 1 closed its connection"));
-  EXPECT_THAT(errors[0], HasSubstr("closed its connection"));
+  // Stage 0 finds stage 1 gone when it sends to it or when it waits for stage 2's tokens.
+  EXPECT_THAT(errors[0], ::testing::AnyOf(HasSubstr("to stage 1"), HasSubstr("closed its connection")));
 }
 
 }  // namespace
