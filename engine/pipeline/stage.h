@@ -9,7 +9,7 @@
 
 namespace flexgen {
 
-class DeviceLink;  // device_link.h
+class DeviceLink;  // engine/cuda/device_link.cuh (CUDA backend)
 
 struct PipelineStage {
   std::int32_t index = 0;  // this stage, 0 .. count - 1

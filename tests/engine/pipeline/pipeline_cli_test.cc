@@ -211,3 +211,39 @@ TEST(PipelineCli, MpiLaunchGivesTheTokensOfTheOneProcessRun) {
 
 }  // namespace
 }  // namespace flexgen
+
+namespace flexgen {
+namespace {
+
+// `flexgen simulate --num-gpus G` predicts the engine's pipeline: the same layers on each stage
+// (by hand: OPT-1.3B's 24 decoder layers over 3 GPUs, 8 each; the fixture's 3 over 3 as the
+// engine's per-stage report above), and each stage holds less than the whole model.
+TEST(PipelineCli, SimulatorPredictsTheEnginePartition) {
+  const auto r = testing::run_flexgen("simulate --model opt-1.3b --num-gpus 3 --prompt-len 64 --gen-len 4 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["num_gpus"], 3);
+  ASSERT_EQ(j["stages"].size(), 3u);
+  EXPECT_EQ(j["stages"][0]["layers"], nlohmann::json({0, 8}));
+  EXPECT_EQ(j["stages"][1]["layers"], nlohmann::json({9, 16}));
+  EXPECT_EQ(j["stages"][2]["layers"], nlohmann::json({17, 25}));
+  EXPECT_GT(j["throughput_tok_s"].get<double>(), 0.0);
+  const auto one = testing::run_flexgen("simulate --model opt-1.3b --prompt-len 64 --gen-len 4 --json");
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const auto whole = nlohmann::json::parse(one.out)["peak_memory"]["gpu_bytes"].get<std::int64_t>();
+  for (const auto& s : j["stages"]) EXPECT_LT(s["memory"]["gpu_bytes"].get<std::int64_t>(), whole);
+
+  const auto tiny = testing::run_flexgen("simulate --model " + testing::shell_quote(testing::tiny_opt_dir().string()) +
+                                         " --num-gpus 3 --prompt-len 2 --gen-len 5 --json");
+  ASSERT_EQ(tiny.exit_code, 0) << tiny.err;
+  const auto t = nlohmann::json::parse(tiny.out);
+  EXPECT_EQ(t["stages"][0]["layers"], nlohmann::json({0, 1}));
+  EXPECT_EQ(t["stages"][1]["layers"], nlohmann::json({2, 2}));
+  EXPECT_EQ(t["stages"][2]["layers"], nlohmann::json({3, 4}));
+  const auto bad = testing::run_flexgen("simulate --model opt-1.3b --num-gpus 25");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.err, HasSubstr("25 stages for a model of 24 decoder layers"));
+}
+
+}  // namespace
+}  // namespace flexgen
