@@ -204,7 +204,12 @@ class CudaRuntime final : public Runtime {
       // host path (pinned staging over the channel).
       const char* link = std::getenv("FLEXGEN_PIPELINE_LINK");
       const bool host_link = link != nullptr && std::string(link) == "host";
-      if (nccl_link_available() && !host_link) link_ = make_nccl_link(*stage_->channel, device_);
+      // NCCL takes one rank per device: with more stages than devices, the host path.
+      int devices = 0;
+      FLEXGEN_CUDA_CHECK(cudaGetDeviceCount(&devices));
+      if (nccl_link_available() && !host_link && stage_->count <= devices) {
+        link_ = make_nccl_link(*stage_->channel, device_);
+      }
     }
   }
 
