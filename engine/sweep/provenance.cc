@@ -25,7 +25,11 @@ std::string git_commit(const std::filesystem::path& dir) {
   std::string commit = head.out;
   while (!commit.empty() && (commit.back() == '\n' || commit.back() == '\r')) commit.pop_back();
   if (commit.empty()) return "";
-  const ChildResult status = run_child({"git", "-C", d, "status", "--porcelain", "--untracked-files=no"}, 30);
+  // Changes under results/ and plots/figures/ (the rows a sweep is writing, the figures drawn from
+  // them) do not change what produces the rows: only the rest of the tree makes a commit "-dirty".
+  const ChildResult status = run_child({"git", "-C", d, "status", "--porcelain", "--untracked-files=no", "--",
+                                        ":(top,exclude)results", ":(top,exclude)plots/figures"},
+                                       30);
   if (status.exited_ok() && !status.out.empty()) commit += "-dirty";
   return commit;
 }

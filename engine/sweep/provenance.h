@@ -9,8 +9,8 @@ namespace flexgen {
 // UTC now as "2026-12-05T07:21:00Z".
 std::string utc_now_iso();
 
-// The commit checked out in `dir` ("7e648a1", with "-dirty" when tracked files differ from it),
-// or "" when `dir` is not in a git work tree or git is missing.
+// The commit checked out in `dir` ("7e648a1", with "-dirty" when tracked files outside results/ and
+// plots/figures/ differ from it), or "" when `dir` is not in a git work tree or git is missing.
 std::string git_commit(const std::filesystem::path& dir);
 
 // The host processor: "<model name> (<n> threads)" from /proc/cpuinfo, or "host CPU" when unknown.

@@ -24,12 +24,18 @@ say() { echo "$*" | tee -a "$log"; }
 elapsed() { echo $(( $(date +%s) - start )); }
 say "== session commit $commit: $(nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | head -1); $(nproc) cores; $(free -g | awk '/Mem/ {print $2}') GiB"
 
-spec=experiments/hardware/h200-measured.json
+# The machine's tag: the sweeps and the profiled spec are named after the GPU that runs them (a call
+# may get an H100 where an H200 was asked for, or the other way round): h200 in a sweep's file name
+# and hardware field becomes this tag.
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+case "$gpu" in *H100*) tag=h100 ;; *H200*) tag=h200 ;; *) tag=gpu ;; esac
+say "tag: $tag"
+spec=experiments/hardware/$tag-measured.json
 if [ ! -f "$spec" ]; then
-  "$R" profile --name h200-measured --output "$spec" --details "$out/h200-measured-measurements.json" \
+  "$R" profile --name "$tag-measured" --output "$spec" --details "$out/$tag-measured-measurements.json" \
       --offload-dir /tmp/flexgen-offload >>"$log" 2>&1
   say "profile: rc=$? at $(elapsed) s"
-  cp "$spec" "$out/h200-measured.json" 2>/dev/null
+  cp "$spec" "$out/$tag-measured.json" 2>/dev/null
 fi
 
 if [ "${FIXTURES:-0}" != 0 ]; then
@@ -90,6 +96,11 @@ fi
 
 for sweep in "$@"; do
   name=$(basename "$sweep" .json)
+  if [ "$tag" != h200 ]; then
+    name=${name//h200/$tag}
+    sed "s/h200/$tag/g" "$sweep" > "experiments/sweeps/$name.json"
+    sweep=experiments/sweeps/$name.json
+  fi
   [ -f "results/sweeps/$name.jsonl" ] && cp "results/sweeps/$name.jsonl" "$out/$name.jsonl"
   left=$(( deadline - $(elapsed) ))
   if [ "$left" -le 40 ]; then say "no time left for $name"; continue; fi
