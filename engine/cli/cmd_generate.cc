@@ -130,109 +130,109 @@ int run_generate(const std::vector<std::string>& args) {
   // The run (the whole model, or this stage's part of it); stage 0 prints the output.
   auto body = [&]() -> int {
 
-  RuntimeOptions options = runtime_options_from(tier_flags);
-  const ScheduleKind kind = options.schedule;
-  options.keep_task_timings = task_times;
-  options.keep_op_timings = op_times;
-  const Backend backend = parse_backend(tier_flags.backend);
-  FLEXGEN_REQUIRE(!op_times || backend == Backend::kCuda,
-                  "--op-times times the CUDA backend's ops; this run uses the host backend (--backend cuda)");
+    RuntimeOptions options = runtime_options_from(tier_flags);
+    const ScheduleKind kind = options.schedule;
+    options.keep_task_timings = task_times;
+    options.keep_op_timings = op_times;
+    const Backend backend = parse_backend(tier_flags.backend);
+    FLEXGEN_REQUIRE(!op_times || backend == Backend::kCuda,
+                    "--op-times times the CUDA backend's ops; this run uses the host backend (--backend cuda)");
 
-  FLEXGEN_REQUIRE(flags.gen_len >= 1, "--gen-len must be at least 1 (got ", flags.gen_len, ")");
-  FLEXGEN_REQUIRE(flags.prompt_len >= 1, "--prompt-len must be at least 1 (got ", flags.prompt_len, ")");
-  const SamplingConfig sampling = sampling_from_flags(flags);
-  const std::int64_t num_prompts = prompt_texts.empty() ? 1 : static_cast<std::int64_t>(prompt_texts.size());
-  const Policy policy = policy_from_flags(flags, num_prompts);
-  FLEXGEN_REQUIRE(policy.block_size() >= num_prompts, num_prompts, " prompts do not fit a block of ",
-                  policy.gpu_batch_size(), " x ", policy.num_gpu_batches(),
-                  " sequences; raise --gpu-batch-size or --num-gpu-batches");
+    FLEXGEN_REQUIRE(flags.gen_len >= 1, "--gen-len must be at least 1 (got ", flags.gen_len, ")");
+    FLEXGEN_REQUIRE(flags.prompt_len >= 1, "--prompt-len must be at least 1 (got ", flags.prompt_len, ")");
+    const SamplingConfig sampling = sampling_from_flags(flags);
+    const std::int64_t num_prompts = prompt_texts.empty() ? 1 : static_cast<std::int64_t>(prompt_texts.size());
+    const Policy policy = policy_from_flags(flags, num_prompts);
+    FLEXGEN_REQUIRE(policy.block_size() >= num_prompts, num_prompts, " prompts do not fit a block of ",
+                    policy.gpu_batch_size(), " x ", policy.num_gpu_batches(),
+                    " sequences; raise --gpu-batch-size or --num-gpu-batches");
 
-  LoadedModel model = load_model(flags.model, flags.seed, backend);
-  const ModelSpec& spec = model.spec;
+    LoadedModel model = load_model(flags.model, flags.seed, backend);
+    const ModelSpec& spec = model.spec;
 
-  // Prompts as token ids (OPT's tokenizer starts every prompt with </s>, LLaMA's with <s>).
-  std::vector<std::vector<std::int32_t>> distinct;
-  std::int64_t prompt_len = flags.prompt_len;
-  if (!prompt_texts.empty()) {
-    FLEXGEN_REQUIRE(model.tokenizer != nullptr, "--prompt needs the model's tokenizer: ",
-                    model.tokenizer_unavailable);
-    std::int64_t longest = 0;
-    for (const std::string& text : prompt_texts) {
-      std::vector<std::int32_t> ids;
-      if (model.tokenizer->add_bos()) ids.push_back(static_cast<std::int32_t>(spec.bos_token_id));
-      for (std::int32_t id : model.tokenizer->encode(text)) ids.push_back(id);
-      longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(ids.size()));
-      distinct.push_back(std::move(ids));
-    }
-    if (vm.count("prompt-len") && !vm["prompt-len"].defaulted()) {
-      FLEXGEN_REQUIRE(prompt_len >= longest, "--prompt-len ", prompt_len, " is shorter than the longest prompt (",
-                      longest, " tokens)");
+    // Prompts as token ids (OPT's tokenizer starts every prompt with </s>, LLaMA's with <s>).
+    std::vector<std::vector<std::int32_t>> distinct;
+    std::int64_t prompt_len = flags.prompt_len;
+    if (!prompt_texts.empty()) {
+      FLEXGEN_REQUIRE(model.tokenizer != nullptr, "--prompt needs the model's tokenizer: ",
+                      model.tokenizer_unavailable);
+      std::int64_t longest = 0;
+      for (const std::string& text : prompt_texts) {
+        std::vector<std::int32_t> ids;
+        if (model.tokenizer->add_bos()) ids.push_back(static_cast<std::int32_t>(spec.bos_token_id));
+        for (std::int32_t id : model.tokenizer->encode(text)) ids.push_back(id);
+        longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(ids.size()));
+        distinct.push_back(std::move(ids));
+      }
+      if (vm.count("prompt-len") && !vm["prompt-len"].defaulted()) {
+        FLEXGEN_REQUIRE(prompt_len >= longest, "--prompt-len ", prompt_len, " is shorter than the longest prompt (",
+                        longest, " tokens)");
+      } else {
+        prompt_len = longest;
+      }
     } else {
-      prompt_len = longest;
+      for (std::int64_t i = 0; i < num_prompts; ++i) distinct.push_back(dummy_prompt(spec, prompt_len, flags.seed, i));
     }
-  } else {
-    for (std::int64_t i = 0; i < num_prompts; ++i) distinct.push_back(dummy_prompt(spec, prompt_len, flags.seed, i));
-  }
-  Workload workload;
-  workload.prompt_len = prompt_len;
-  workload.gen_len = flags.gen_len;
-  workload.num_sequences = policy.block_size();
-  workload.sampling = sampling;
-  std::optional<std::int32_t> stop;
-  if (stop_token == -2) {
-    if (!model.dummy) stop = static_cast<std::int32_t>(spec.eos_token_id);
-  } else if (stop_token >= 0) {
-    FLEXGEN_REQUIRE(stop_token < spec.vocab_size, "--stop-token ", stop_token, " is outside the vocabulary");
-    stop = static_cast<std::int32_t>(stop_token);
-  }
-  if (stop) workload.stop_token = *stop;
-
-  const Plan plan = make_plan(spec, workload, policy);  // refuses a run too large before the block is built
-  std::vector<std::vector<std::int32_t>> block;
-  for (std::int64_t i = 0; i < policy.block_size(); ++i) block.push_back(distinct[static_cast<std::size_t>(i % num_prompts)]);
-  if (stage) {
-    options.stage = std::make_shared<PipelineStage>(
-        make_pipeline_stage(plan, stage->size, stage->rank, stage->channel.get()));
-  }
-  const std::unique_ptr<Runtime> runtime = make_runtime(backend, plan, model.source(), options);
-  const RunReport report = runtime->generate(block, sampling, stop);
-
-  // A pipeline: every stage's figures go to stage 0, which prints the run.
-  nlohmann::json pipeline_json;
-  if (stage) {
-    const PipelineStage& ps = *options.stage;
-    nlohmann::json mine = {
-        {"stage", stage->rank},
-        {"layers", {ps.layers.first, ps.layers.last}},
-        {"device", device_name(backend)},
-        {"prefill_s", report.prefill_s},
-        {"decode_s", report.decode_s},
-        {"peak_memory", tier_json(report.peak)},
-        {"planned_memory", tier_json(report.planned)},
-        {"moved", link_json(report.moved)},
-        {"bytes_sent", stage->channel->bytes_sent()},
-        {"bytes_received", stage->channel->bytes_received()},
-        {"tasks_skipped", report.tasks_skipped},
-    };
-    if (stage->rank != 0) {
-      const std::string text = mine.dump();
-      const auto payload = std::as_bytes(std::span<const char>(text.data(), text.size()));
-      stage->channel->send(0, make_header(MessageKind::kReport, 0, stage->rank, payload), payload);
-      return 0;
+    Workload workload;
+    workload.prompt_len = prompt_len;
+    workload.gen_len = flags.gen_len;
+    workload.num_sequences = policy.block_size();
+    workload.sampling = sampling;
+    std::optional<std::int32_t> stop;
+    if (stop_token == -2) {
+      if (!model.dummy) stop = static_cast<std::int32_t>(spec.eos_token_id);
+    } else if (stop_token >= 0) {
+      FLEXGEN_REQUIRE(stop_token < spec.vocab_size, "--stop-token ", stop_token, " is outside the vocabulary");
+      stop = static_cast<std::int32_t>(stop_token);
     }
-    nlohmann::json stages = nlohmann::json::array({mine});
-    for (std::int32_t r = 1; r < stage->size; ++r) {
-      const Message m = stage->channel->recv(r);
-      FLEXGEN_REQUIRE(m.header.kind == MessageKind::kReport && m.header.batch == r,
-                      "pipeline protocol error: stage 0 expected the report of stage ", r, ", got ", describe(m.header));
-      stages.push_back(nlohmann::json::parse(
-          std::string(reinterpret_cast<const char*>(m.payload.data()), m.payload.size())));
-    }
-    pipeline_json = {{"num_gpus", stage->size}, {"launcher", stage->launcher}, {"stages", stages}};
-  }
+    if (stop) workload.stop_token = *stop;
 
-  auto text_of = [&](const std::vector<std::int32_t>& ids) {
-    return model.tokenizer ? model.tokenizer->decode(ids) : std::string();
+    const Plan plan = make_plan(spec, workload, policy);  // refuses a run too large before the block is built
+    std::vector<std::vector<std::int32_t>> block;
+    for (std::int64_t i = 0; i < policy.block_size(); ++i) block.push_back(distinct[static_cast<std::size_t>(i % num_prompts)]);
+    if (stage) {
+      options.stage = std::make_shared<PipelineStage>(
+          make_pipeline_stage(plan, stage->size, stage->rank, stage->channel.get()));
+    }
+    const std::unique_ptr<Runtime> runtime = make_runtime(backend, plan, model.source(), options);
+    const RunReport report = runtime->generate(block, sampling, stop);
+
+    // A pipeline: every stage's figures go to stage 0, which prints the run.
+    nlohmann::json pipeline_json;
+    if (stage) {
+      const PipelineStage& ps = *options.stage;
+      nlohmann::json mine = {
+          {"stage", stage->rank},
+          {"layers", {ps.layers.first, ps.layers.last}},
+          {"device", device_name(backend)},
+          {"prefill_s", report.prefill_s},
+          {"decode_s", report.decode_s},
+          {"peak_memory", tier_json(report.peak)},
+          {"planned_memory", tier_json(report.planned)},
+          {"moved", link_json(report.moved)},
+          {"bytes_sent", stage->channel->bytes_sent()},
+          {"bytes_received", stage->channel->bytes_received()},
+          {"tasks_skipped", report.tasks_skipped},
+      };
+      if (stage->rank != 0) {
+        const std::string text = mine.dump();
+        const auto payload = std::as_bytes(std::span<const char>(text.data(), text.size()));
+        stage->channel->send(0, make_header(MessageKind::kReport, 0, stage->rank, payload), payload);
+        return 0;
+      }
+      nlohmann::json stages = nlohmann::json::array({mine});
+      for (std::int32_t r = 1; r < stage->size; ++r) {
+        const Message m = stage->channel->recv(r);
+        FLEXGEN_REQUIRE(m.header.kind == MessageKind::kReport && m.header.batch == r,
+                        "pipeline protocol error: stage 0 expected the report of stage ", r, ", got ", describe(m.header));
+        stages.push_back(nlohmann::json::parse(
+            std::string(reinterpret_cast<const char*>(m.payload.data()), m.payload.size())));
+      }
+      pipeline_json = {{"num_gpus", stage->size}, {"launcher", stage->launcher}, {"stages", stages}};
+    }
+
+    auto text_of = [&](const std::vector<std::int32_t>& ids) {
+      return model.tokenizer ? model.tokenizer->decode(ids) : std::string();
   };
   // The prompt as given, or a dummy prompt's text when none was.
   auto prompt_text = [&](std::int64_t i) {

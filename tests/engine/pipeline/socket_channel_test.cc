@@ -162,7 +162,10 @@ TEST(PipelineChannel, APeerThatLeavesIsAnErrorAfterItsLastMessage) {
   a.reset();
   // Whatever arrived is delivered; then the end of the connection is an error naming the peer.
   std::string err;
-  for (int i = 0; i < 2 && err.empty(); ++i) err = error_of([&] { b.recv(0); });
+  for (int i = 0; i < 2; ++i) {  // the queued message may or may not have gone out before the abort
+    err = error_of([&] { b.recv(0); });
+    if (err != "no error") break;
+  }
   EXPECT_THAT(err, HasSubstr("stage 0 closed its connection (it failed or exited)"));
   EXPECT_THAT(error_of([&] { b.send(1, make_header(MessageKind::kTokens, 0, 0, p), p); }),
               HasSubstr("stage 1 cannot send to stage 1"));
