@@ -170,6 +170,14 @@ void run_stage_processes(const StageLaunch& l) {
     std::vector<char*> argv = pointers(argvs[i]), envp = pointers(envs[i]);
     std::vector<int> keep = mesh[i];
     keep.push_back(stage_control[i]);
+    // What the child says when exec fails (made here: the child only calls write and _exit).
+    const std::string why = str_cat("cannot run ", program);
+    const auto why_bytes = std::as_bytes(std::span<const char>(why.data(), why.size()));
+    const MessageHeader why_header = make_header(MessageKind::kError, 0, 0, why_bytes);
+    std::vector<char> exec_failed(sizeof why_header + why.size());
+    std::memcpy(exec_failed.data(), &why_header, sizeof why_header);
+    std::memcpy(exec_failed.data() + sizeof why_header, why.data(), why.size());
+    const int control = stage_control[i];
     std::fflush(nullptr);
     const pid_t pid = ::fork();
     if (pid < 0) {
@@ -181,6 +189,7 @@ void run_stage_processes(const StageLaunch& l) {
         if (fd >= 0) ::fcntl(fd, F_SETFD, 0);  // inherited across exec
       }
       ::execve(program.c_str(), argv.data(), envp.data());
+      if (::write(control, exec_failed.data(), exec_failed.size()) < 0) _exit(127);
       _exit(127);
     }
     procs[i].pid = pid;
