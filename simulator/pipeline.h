@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/pipeline/partition.h"  // pipeline_stages, stage_memory: shared with the engine
 #include "engine/runtime/memory_plan.h"
 #include "engine/runtime/plan.h"
 #include "engine/runtime/schedule.h"
@@ -91,9 +92,6 @@ struct PipelineResult {
   std::vector<MemoryPlan> stage_memory;
   std::int64_t events = 0;
 };
-
-// Schedule layer -> stage (see above). Throws flexgen::Error unless 1 <= num_stages <= layers.
-std::vector<std::int32_t> pipeline_stages(const Plan& plan, std::int32_t num_stages);
 
 // Throws flexgen::Error for bad options (stages, link bandwidth, latency, PCIe fraction), a stage
 // or host over its capacities (the engine's budget message, prefixed with the stage), a negative

@@ -17,8 +17,11 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
+#include <tuple>
 #include <mutex>
 
 #include <cublas_v2.h>
@@ -30,6 +33,7 @@
 #include "engine/core/format.h"
 #include "engine/core/parallel.h"
 #include "engine/cuda/cuda_check.cuh"
+#include "engine/cuda/device_link.cuh"
 #include "engine/cuda/op_timer.cuh"
 #include "engine/cuda/ops/argmax.cuh"
 #include "engine/cuda/ops/cache_rows.cuh"
@@ -49,6 +53,7 @@
 #include "engine/generate/sampler.h"
 #include "engine/model/decoder.h"
 #include "engine/model/llama_layer.h"
+#include "engine/pipeline/stage_protocol.h"
 #include "engine/runtime/cpu_attention.h"
 #include "engine/runtime/disk_store.h"
 #include "engine/runtime/early_stop.h"
@@ -149,11 +154,16 @@ class CudaRuntime final : public Runtime {
       cudaGetLastError();
       fail("the CUDA backend needs a CUDA device and none is visible; use --backend host");
     }
+    stage_ = options_.stage.get();
+    // A pipeline stage runs on device rank % devices (one process per GPU; several stages share a
+    // device when there are fewer devices than stages).
+    if (stage_) FLEXGEN_CUDA_CHECK(cudaSetDevice(stage_->index % devices));
     FLEXGEN_CUDA_CHECK(cudaGetDevice(&device_));
     memory_ = plan_memory(plan_);
+    if (stage_) memory_ = stage_memory(plan_, memory_, stage_->stage_of_layer, stage_->index);
     add_workspace_and_padding();
     check_budgets(memory_, options_.budgets);
-    schedule_ = make_schedule(plan_, options_.schedule);
+    schedule_ = make_stage_schedule(plan_);
     if (spec_.family == ModelFamily::kLlama) rope_ = cuda::make_rope_table(rope_inv_freq(spec_));
     q4w_ = weight_quant_spec(ScaleType::kFloat16);
     q4c_ = cache_quant_spec(ScaleType::kFloat16);
@@ -185,10 +195,28 @@ class CudaRuntime final : public Runtime {
     linear_ = std::make_unique<cuda::LinearContext>(cublas_, ws_.cublas, static_cast<std::size_t>(kCublasWorkspace));
     place_weights(source);
     warm_up();
+    if (stage_ && stage_->count > 1) {
+      protocol_ = std::make_unique<StageProtocol>(*stage_, plan_.policy.gpu_batch_size(), plan_.policy.num_gpu_batches());
+      void* staging = nullptr;
+      FLEXGEN_CUDA_CHECK(cudaMallocHost(&staging, static_cast<std::size_t>(plan_.activation_bytes(plan_.workload.prompt_len))));
+      hidden_host_ = static_cast<std::byte*>(staging);
+      // Hidden states over NCCL when built with it, unless FLEXGEN_PIPELINE_LINK=host asks for the
+      // host path (pinned staging over the channel).
+      const char* link = std::getenv("FLEXGEN_PIPELINE_LINK");
+      const bool host_link = link != nullptr && std::string(link) == "host";
+      // NCCL takes one rank per device: with more stages than devices, the host path.
+      int devices = 0;
+      FLEXGEN_CUDA_CHECK(cudaGetDeviceCount(&devices));
+      if (nccl_link_available() && !host_link && stage_->count <= devices) {
+        link_ = make_nccl_link(*stage_->channel, device_);
+      }
+    }
   }
 
   ~CudaRuntime() override {
     cudaDeviceSynchronize();
+    link_.reset();
+    if (hidden_host_) cudaFreeHost(hidden_host_);
     destroy_events();
     if (cublas_) cublasDestroy(cublas_);
     for (cudaStream_t s : {compute_, h2d_, d2h_, h2d_small_, d2h_small_}) {
@@ -218,7 +246,7 @@ class CudaRuntime final : public Runtime {
                       " new tokens does not fit the runtime's plan (prompt length ", plan_.workload.prompt_len,
                       ", ", plan_.workload.gen_len, " new tokens)");
       shaped.emplace(make_plan(spec_, w, plan_.policy));
-      shaped_schedule = make_schedule(*shaped, options_.schedule);
+      shaped_schedule = make_stage_schedule(*shaped);
       run_ = &*shaped;
       schedule = &shaped_schedule;
     }
@@ -261,6 +289,7 @@ class CudaRuntime final : public Runtime {
     prepare_events(*schedule, timings);
     host_times_.assign(schedule->tasks.size(), TaskTiming{});
     cur_schedule_ = schedule;
+    mark_visit_ends(*schedule);
     cudaEvent_t t0;
     FLEXGEN_CUDA_CHECK(cudaEventCreate(&t0));
     FLEXGEN_CUDA_CHECK(cudaDeviceSynchronize());
@@ -272,6 +301,12 @@ class CudaRuntime final : public Runtime {
     try {
       Executor::execute(*schedule, plan_.policy.overlap(), [this](const Task& t, TaskId id) { run_task(t, id); });
       FLEXGEN_CUDA_CHECK(cudaDeviceSynchronize());
+      // A pipeline stage but the last: the tokens of the last step (no compute here consumes them).
+      if (protocol_ && !stage_->is_last()) {
+        for (std::int64_t k = 0; k < plan_.policy.num_gpu_batches(); ++k) {
+          receive_tokens(static_cast<std::int32_t>(k), static_cast<std::int32_t>(run_->workload.gen_len - 1));
+        }
+      }
     } catch (...) {
       cudaDeviceSynchronize();
       cudaEventDestroy(t0);
@@ -351,14 +386,16 @@ class CudaRuntime final : public Runtime {
     FLEXGEN_CUDA_CHECK(cudaMemsetAsync(ws_.pad_len, 0, static_cast<std::size_t>(plan_.policy.block_size() * 4), compute_));
     const bool positions_fit = plan_.workload.prompt_len + plan_.workload.gen_len < embed_position_rows();
     bool output_done = false;
+    // The first decoder layer this runtime holds (a pipeline stage's may be any).
+    const std::int32_t first = stage_ ? std::max<std::int32_t>(1, stage_->layers.first) : 1;
     for (const Task& t : schedule_.tasks) {
       if (t.batch != 0 || t.token > 1) continue;
       if (t.kind == TaskKind::kCompute && t.layer == 0 && positions_fit) {
         prepare_weights(t);
         embedding_kernels(t, gpu_hidden(t));
-      } else if (t.kind == TaskKind::kCompute && t.layer == 1) {
+      } else if (t.kind == TaskKind::kCompute && t.layer == first && first <= spec_.num_layers) {
         compute(t);
-      } else if (t.kind == TaskKind::kComputePost && t.layer == 1) {
+      } else if (t.kind == TaskKind::kComputePost && t.layer == first && first <= spec_.num_layers) {
         compute_post(t);
       } else if (t.kind == TaskKind::kCompute && t.layer == spec_.num_layers + 1 && !output_done) {
         prepare_weights(t);
@@ -540,6 +577,7 @@ class CudaRuntime final : public Runtime {
     for (std::size_t j = 0; j < plan_.layers.size(); ++j) {
       const bool decoder = plan_.is_decoder_layer(static_cast<std::int64_t>(j));
       weights_[j].roles.assign(decoder ? static_cast<std::size_t>(kNumDecoderRoles) : static_cast<std::size_t>(kNumOuterRoles), -1);
+      if (!holds(static_cast<std::int64_t>(j))) continue;  // another pipeline stage's layer
       Bytes slot_off = 0, staging_off = 0, dq_off = 0;
       for (const PlannedTensor& t : plan_.layers[j].tensors) {
         StoredTensor st;
@@ -568,6 +606,7 @@ class CudaRuntime final : public Runtime {
     }
     cache_.resize(static_cast<std::size_t>(L * batches));
     for (std::int64_t j = 1; j <= L; ++j) {
+      if (!holds(j)) continue;
       for (std::int64_t k = 0; k < batches; ++k) {
         CacheHome& home = cache_home(j, k);
         for (Tier tier : kAllTiers) {
@@ -912,10 +951,18 @@ class CudaRuntime final : public Runtime {
     const auto i = static_cast<std::size_t>(id);
     if (stream == nullptr) host_times_[i].start_s = seconds_since_start();
     if (stream != nullptr && !begin_.empty()) FLEXGEN_CUDA_CHECK(cudaEventRecord(begin_[i], stream));
+    // A pipeline stage but the last: the tokens of the previous step before its first compute of
+    // a step (stage 0's embedding feeds them; every stage applies them to its early finish).
+    if (protocol_ && !stage_->is_last() && t.kind == TaskKind::kCompute && t.layer == stage_->layers.first &&
+        t.token > 0) {
+      receive_tokens(t.batch, t.token - 1);
+    }
     if (early_->skip(t)) {
       ++skipped_;  // no work; its events are still recorded, so waits on it and timings hold
     } else {
+      if (protocol_ && t.kind == TaskKind::kCompute && stage_->receives_hidden(t.layer)) receive_hidden(t);
       dispatch(t);
+      if (protocol_ && stage_->sends_hidden(t.layer) && visit_end_[i]) send_hidden(t);
     }
     if (stream != nullptr) {
       FLEXGEN_CUDA_CHECK(cudaEventRecord(end_[i], stream));
@@ -1017,6 +1064,67 @@ class CudaRuntime final : public Runtime {
     for (int kv = 0; kv < 2; ++kv) {
       copy_rows(home.part[2][kv], d, 0, cache_staging_[t.cache_slot][kv], d, 0, d, past_len(t), tokens_in(t), nullptr);
     }
+  }
+
+  // ---- pipeline stages -----------------------------------------------------------------------
+  bool holds(std::int64_t layer) const { return stage_ == nullptr || stage_->holds(layer); }
+  Schedule make_stage_schedule(const Plan& plan) const {
+    return stage_ ? make_schedule(plan, options_.schedule, stage_->layers) : make_schedule(plan, options_.schedule);
+  }
+  // Per task of the schedule: whether it is the last compute task of its visit (compute, or the
+  // compute-post after delegated or sparse attention), after which the hidden state is complete.
+  void mark_visit_ends(const Schedule& schedule) {
+    visit_end_.assign(schedule.tasks.size(), 0);
+    std::map<std::tuple<std::int32_t, std::int32_t, std::int32_t>, std::size_t> last;
+    for (std::size_t i = 0; i < schedule.tasks.size(); ++i) {
+      const Task& t = schedule.tasks[i];
+      if (t.kind == TaskKind::kCompute || t.kind == TaskKind::kComputePost) last[{t.token, t.layer, t.batch}] = i;
+    }
+    for (const auto& [key, i] : last) visit_end_[i] = 1;
+  }
+  // The tokens the last stage sampled up to step `token` of `batch` (or until the batch finished).
+  void receive_tokens(std::int32_t batch, std::int32_t token) {
+    protocol_->await_tokens(
+        token, batch,
+        [this](std::int32_t k) {
+          return early_->steps_run(k, std::numeric_limits<std::int64_t>::max()) !=
+                 std::numeric_limits<std::int64_t>::max();
+        },
+        [this](const StageProtocol::Tokens& m) {
+          BatchRun& br = batches_[static_cast<std::size_t>(m.batch)];
+          for (std::size_t s = 0; s < m.ids.size(); ++s) {
+            br.next[s] = m.ids[s];
+            br.generated[s].push_back(m.ids[s]);
+          }
+          early_->observe(m.batch, m.token, br.generated);
+        });
+  }
+  // The hidden state entering this stage's first layer, from the previous stage: over the device
+  // link (NCCL), or through pinned host memory.
+  void receive_hidden(const Task& t) {
+    const Bytes bytes = plan_.activation_bytes(tokens_in(t));
+    if (link_) {
+      protocol_->recv_hidden_header(t.token, t.batch, bytes);
+      link_->recv(gpu_hidden(t), bytes, stage_->index - 1, compute_);
+      return;
+    }
+    protocol_->recv_hidden(t.token, t.batch, std::span<std::byte>(hidden_host_, static_cast<std::size_t>(bytes)));
+    FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(gpu_hidden(t), hidden_host_, static_cast<std::size_t>(bytes),
+                                       cudaMemcpyHostToDevice, compute_));
+    FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(compute_));  // the staging buffer serves the next one
+  }
+  // The hidden state leaving this stage's last layer, to the next stage.
+  void send_hidden(const Task& t) {
+    const Bytes bytes = plan_.activation_bytes(tokens_in(t));
+    if (link_) {
+      protocol_->send_hidden_header(t.token, t.batch, bytes);
+      link_->send(gpu_hidden(t), bytes, stage_->index + 1, compute_);
+      return;
+    }
+    FLEXGEN_CUDA_CHECK(cudaMemcpyAsync(hidden_host_, gpu_hidden(t), static_cast<std::size_t>(bytes),
+                                       cudaMemcpyDeviceToHost, compute_));
+    FLEXGEN_CUDA_CHECK(cudaStreamSynchronize(compute_));
+    protocol_->send_hidden(t.token, t.batch, std::span<const std::byte>(hidden_host_, static_cast<std::size_t>(bytes)));
   }
 
   // ---- compute -------------------------------------------------------------------------------
@@ -1146,6 +1254,7 @@ class CudaRuntime final : public Runtime {
           br.generated[static_cast<std::size_t>(s)].push_back(token);
         }
         early_->observe(t.batch, t.token, br.generated);
+        if (protocol_) protocol_->send_tokens(t.token, t.batch, br.next);
         return;
       }
       timed(Op::kSampling, t, [&] {
@@ -1161,6 +1270,7 @@ class CudaRuntime final : public Runtime {
         br.generated[static_cast<std::size_t>(s)].push_back(token);
       }
       early_->observe(t.batch, t.token, br.generated);
+      if (protocol_) protocol_->send_tokens(t.token, t.batch, br.next);
       return;
     }
     // Decoder layer, first half.
@@ -1467,6 +1577,12 @@ class CudaRuntime final : public Runtime {
   } ws_;
   std::uint16_t* logits_host_ = nullptr;
   std::int32_t* ids_host_ = nullptr;
+  // Pipeline stage (options_.stage; null: the whole model).
+  const PipelineStage* stage_ = nullptr;
+  std::unique_ptr<StageProtocol> protocol_;
+  std::unique_ptr<DeviceLink> link_;
+  std::byte* hidden_host_ = nullptr;  // pinned staging of hidden states without a device link
+  std::vector<char> visit_end_;       // per task of the running schedule (mark_visit_ends)
   std::int32_t* next_host_ = nullptr;
 
   const Plan* run_ = &plan_;

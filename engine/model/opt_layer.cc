@@ -110,6 +110,17 @@ void check_opt_layer_weights(const ModelSpec& spec, const OptLayerWeights& layer
   check_shape(owner, "fc2_bias", layer.fc2_bias, {h});
 }
 
+namespace {
+// What the LM head reads (a pipeline stage that holds the output layer but not the embedding has
+// no position table).
+void check_opt_head_weights(const ModelSpec& spec, const OptWeights& weights) {
+  const char* owner = "model weights";
+  check_shape(owner, "embed_tokens", weights.embed_tokens, {spec.vocab_size, spec.hidden_size});
+  check_shape(owner, "final_ln_weight", weights.final_ln_weight, {spec.hidden_size});
+  check_shape(owner, "final_ln_bias", weights.final_ln_bias, {spec.hidden_size});
+}
+}  // namespace
+
 void check_opt_embedding_weights(const ModelSpec& spec, const OptWeights& weights) {
   const char* owner = "model weights";
   check_shape(owner, "embed_tokens", weights.embed_tokens, {spec.vocab_size, spec.hidden_size});
@@ -238,7 +249,7 @@ void opt_attention_output_and_mlp(const ModelSpec& spec, const OptLayerWeights& 
 
 Tensor opt_final(const ModelSpec& spec, const OptWeights& weights, const Tensor& hidden) {
   check_opt_host_spec(spec);
-  check_opt_embedding_weights(spec, weights);
+  check_opt_head_weights(spec, weights);
   check_hidden(spec, hidden, "LM head");
   const std::int64_t batch = hidden.dim(0);
   const std::int64_t tokens = hidden.dim(1);
@@ -249,7 +260,7 @@ Tensor opt_final(const ModelSpec& spec, const OptWeights& weights, const Tensor&
 
 Tensor opt_final_last(const ModelSpec& spec, const OptWeights& weights, const Tensor& hidden) {
   check_opt_host_spec(spec);
-  check_opt_embedding_weights(spec, weights);
+  check_opt_head_weights(spec, weights);
   check_hidden(spec, hidden, "LM head");
   const std::int64_t batch = hidden.dim(0);
   const std::int64_t tokens = hidden.dim(1);

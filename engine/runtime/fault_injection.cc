@@ -20,7 +20,7 @@ constexpr std::size_t kPoints = static_cast<std::size_t>(Point::kCount);
 constexpr const char* kPointNames[] = {
     "disk_write",       "disk_read",     "disk_open_tmpfile", "disk_enable_direct",
     "disk_preallocate", "disk_allocate", "alloc_gpu",         "alloc_cpu",
-    "cuda_copy",        "output_write",
+    "cuda_copy",        "output_write",  "stage_compute",
 };
 static_assert(std::size(kPointNames) == kPoints, "every fault point needs a name in kPointNames");
 

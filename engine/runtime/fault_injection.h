@@ -35,6 +35,8 @@ enum class Point : std::uint8_t {
   kAllocCpu,          // a buffer of the CPU tier: kFail
   kCudaCopy,          // a copy between tiers on the CUDA backend (cudaMemcpy*Async): kFail
   kOutputWrite,       // a write() of a line of `flexgen batch`'s output file: kFail (errno), kShort (half)
+  kStageCompute,      // a compute task of a pipeline stage's runtime: kFail kills the process at once
+                      // (SIGKILL to itself: a stage that dies; with FLEXGEN_FAULT_STAGE, launcher.h)
   kCount
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -16,6 +17,7 @@
 #include "engine/model/host_ops.h"
 #include "engine/model/decoder.h"
 #include "engine/model/opt_layer.h"
+#include "engine/pipeline/stage_protocol.h"
 #include "engine/runtime/disk_store.h"
 #include "engine/runtime/early_stop.h"
 #include "engine/runtime/fault_injection.h"
@@ -102,8 +104,13 @@ class HostRuntime::Impl {
   Impl(const Plan& plan, const std::map<std::string, const Tensor*>& weights, const RuntimeOptions& options)
       : plan_(plan), spec_(plan_.spec), options_(options), decoded_(plan_.spec) {
     memory_ = plan_memory(plan_);
+    stage_ = options_.stage.get();
+    if (stage_) {  // a pipeline stage: its layers' weights and cache, its own copy of the rest
+      memory_ = stage_memory(plan_, memory_, stage_->stage_of_layer, stage_->index);
+      protocol_ = std::make_unique<StageProtocol>(*stage_, plan_.policy.gpu_batch_size(), plan_.policy.num_gpu_batches());
+    }
     check_budgets(memory_, options_.budgets);
-    schedule_ = make_schedule(plan_, options_.schedule);
+    schedule_ = make_stage_schedule(plan_);
     scale_type_ = plan_.weight_dtype == Encoding::kF32 ? ScaleType::kFloat32 : ScaleType::kFloat16;
     elem_bytes_ = plan_.weight_dtype == Encoding::kF32 ? 4 : 2;
     if (memory_.total[Tier::kDisk] > 0) {
@@ -142,7 +149,7 @@ class HostRuntime::Impl {
       w.prompt_len = prompt_len;
       w.gen_len = gen_len;
       shaped_plan_ = make_plan(spec_, w, plan_.policy);
-      shaped_schedule_ = make_schedule(*shaped_plan_, options_.schedule);
+      shaped_schedule_ = make_stage_schedule(*shaped_plan_);
       // Placement depends on the policy alone, so the buffers of the plan serve this run.
       assert(shaped_plan_->cache.units == plan_.cache.units && shaped_plan_->cache.row_bytes == plan_.cache.row_bytes);
       assert(shaped_plan_->cache.capacity <= plan_.cache.capacity);
@@ -173,8 +180,15 @@ class HostRuntime::Impl {
     for (auto& c : moved_) c = 0;
 
     const Schedule& schedule = *run_schedule_;
+    if (protocol_) protocol_->reset();
     const auto timings = Executor::execute(schedule, plan_.policy.overlap(),
                                            [this](const Task& t, TaskId) { run_task(t); });
+    // A pipeline stage but the last: the tokens of the last step (no compute here consumes them).
+    if (protocol_ && !stage_->is_last()) {
+      for (std::int64_t k = 0; k < plan_.policy.num_gpu_batches(); ++k) {
+        receive_tokens(static_cast<std::int32_t>(k), static_cast<std::int32_t>(run_->workload.gen_len - 1));
+      }
+    }
 
     RunReport report;
     for (std::int64_t k = 0; k < plan_.policy.num_gpu_batches(); ++k) {
@@ -239,6 +253,7 @@ class HostRuntime::Impl {
     // Weights at home, two GPU slots, two CPU staging buffers.
     weights_.resize(plan_.layers.size());
     for (std::size_t j = 0; j < plan_.layers.size(); ++j) {
+      if (!holds(static_cast<std::int64_t>(j))) continue;  // another pipeline stage's layer
       Bytes slot_off = 0, staging_off = 0;
       for (const PlannedTensor& t : plan_.layers[j].tensors) {
         StoredTensor st;
@@ -262,6 +277,7 @@ class HostRuntime::Impl {
     // Cache homes: [capacity, units on the tier, row] for key and for value.
     cache_.resize(static_cast<std::size_t>(L * batches));
     for (std::int64_t j = 1; j <= L; ++j) {
+      if (!holds(j)) continue;
       for (std::int64_t k = 0; k < batches; ++k) {
         CacheHome& home = cache_home(j, k);
         for (Tier tier : kAllTiers) {
@@ -388,8 +404,42 @@ class HostRuntime::Impl {
     return cache_[static_cast<std::size_t>((layer - 1) * plan_.policy.num_gpu_batches() + batch)];
   }
 
+  // ---- pipeline stages ---------------------------------------------------------------------
+  bool holds(std::int64_t layer) const { return stage_ == nullptr || stage_->holds(layer); }
+  Schedule make_stage_schedule(const Plan& plan) const {
+    return stage_ ? make_schedule(plan, options_.schedule, stage_->layers) : make_schedule(plan, options_.schedule);
+  }
+  // A stage but the last: the tokens the last stage sampled up to step `token` of `batch` (or until
+  // the batch finished), applied to this stage's sequences and early finish as the last stage did.
+  void receive_tokens(std::int32_t batch, std::int32_t token) {
+    protocol_->await_tokens(
+        token, batch,
+        [this](std::int32_t k) { return early_->steps_run(k, std::numeric_limits<std::int64_t>::max()) !=
+                                        std::numeric_limits<std::int64_t>::max(); },
+        [this](const StageProtocol::Tokens& m) {
+          BatchRun& br = batches_[static_cast<std::size_t>(m.batch)];
+          for (std::size_t s = 0; s < m.ids.size(); ++s) {
+            br.next[s] = m.ids[s];
+            br.generated[s].push_back(m.ids[s]);
+          }
+          early_->observe(m.batch, m.token, br.generated);
+        });
+  }
+  std::span<std::byte> hidden_bytes(const Task& t) {
+    return {gpu_hidden(t).host, static_cast<std::size_t>(act_bytes(t))};
+  }
+
   // ---- tasks -------------------------------------------------------------------------------
   void run_task(const Task& t) {
+    // The first compute of a decode step needs the previous step's tokens (stage 0's embedding
+    // feeds them; every stage needs them to skip what the last stage will skip).
+    if (protocol_ && !stage_->is_last() && t.kind == TaskKind::kCompute && t.layer == stage_->layers.first &&
+        t.token > 0) {
+      receive_tokens(t.batch, t.token - 1);
+    }
+    if (stage_ && t.kind == TaskKind::kCompute && fault::strike(fault::Point::kStageCompute) == fault::Effect::kFail) {
+      ::raise(SIGKILL);  // test builds only: a stage process that dies in the middle of the run
+    }
     if (early_->skip(t)) {
       ++skipped_;
       return;
@@ -599,11 +649,13 @@ class HostRuntime::Impl {
         br.generated[static_cast<std::size_t>(s)].push_back(token);
       }
       early_->observe(t.batch, t.token, br.generated);
+      if (protocol_ && stage_->count > 1) protocol_->send_tokens(t.token, t.batch, br.next);
       return;
     }
     // Decoder layer, first half: LayerNorm, projections, new cache rows, attention over the units
     // the GPU holds (dense) or their top-k selection (sparse).
     VisitState& vs = visit_;
+    if (stage_ && stage_->receives_hidden(t.layer)) protocol_->recv_hidden(t.token, t.batch, hidden_bytes(t));
     vs.hidden = read_hidden(t);
     w.attention_projections(t.layer - 1, vs.hidden, br.state, vs.q, vs.k, vs.v);
     round_to(plan_.weight_dtype, vs.q.span());
@@ -799,11 +851,14 @@ class HostRuntime::Impl {
     round_to(plan_.weight_dtype, vs.attn.span());
     layer_weights(t).attention_output_and_mlp(t.layer - 1, vs.attn, vs.hidden);
     write_hidden(t, vs.hidden);
+    if (stage_ && stage_->sends_hidden(t.layer)) protocol_->send_hidden(t.token, t.batch, hidden_bytes(t));
   }
 
   const Plan plan_;  // a copy: the caller's plan may be a temporary
   const ModelSpec& spec_;
   RuntimeOptions options_;
+  const PipelineStage* stage_ = nullptr;  // options_.stage: null for the whole model
+  std::unique_ptr<StageProtocol> protocol_;
   MemoryPlan memory_;
   Schedule schedule_;
   // The run in progress: the plan and its schedule, or those of a smaller BlockShape (same policy,

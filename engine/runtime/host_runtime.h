@@ -20,12 +20,18 @@
 
 namespace flexgen {
 
+struct PipelineStage;  // engine/pipeline/stage.h
+
 struct RuntimeOptions {
   TierBytes budgets;                    // --gpu-mem, --cpu-mem, --disk-mem
   std::filesystem::path offload_dir;    // --offload-dir (disk tier)
   ScheduleKind schedule = ScheduleKind::kZigZag;
   bool keep_task_timings = false;       // fill RunReport::task_timings
   bool keep_op_timings = false;         // CUDA backend: fill RunReport::op_timings (events around each op)
+  // Pipeline parallelism (docs/multi-gpu.md): run only this stage's layers, with its own memory
+  // plan (stage_memory) and schedule (make_schedule over its layer range), exchanging hidden states
+  // and tokens with the other stages through its channel. Null: the whole model.
+  std::shared_ptr<const PipelineStage> stage;
 };
 
 // The shape of one run within the plan's: prompts of up to prompt_len tokens, gen_len steps.

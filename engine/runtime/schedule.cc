@@ -6,6 +6,8 @@
 #include <map>
 #include <tuple>
 
+#include "engine/core/error.h"
+
 namespace flexgen {
 
 const char* schedule_kind_name(ScheduleKind kind) {
@@ -88,8 +90,12 @@ struct VisitTasks {
 
 class Generator {
  public:
-  Generator(const Plan& plan, ScheduleKind kind) : plan_(plan), kind_(kind) {
+  Generator(const Plan& plan, ScheduleKind kind, LayerRange layers) : plan_(plan), kind_(kind) {
     L_ = static_cast<std::int32_t>(plan.spec.num_layers);
+    first_ = layers.first;
+    last_ = layers.last < 0 ? L_ + 1 : layers.last;
+    FLEXGEN_REQUIRE(first_ >= 0 && first_ <= last_ && last_ <= L_ + 1, "invalid layer range [", layers.first, ", ",
+                    layers.last, "] for a model of ", L_, " decoder layers (schedule layers 0 to ", L_ + 1, ")");
     gen_len_ = static_cast<std::int32_t>(plan.workload.gen_len);
     num_batches_ = static_cast<std::int32_t>(plan.policy.num_gpu_batches());
     make_visits();
@@ -114,7 +120,10 @@ class Generator {
           }
         }
       }
-      const bool next_loads_early = v + 1 < visits_.size() && producer_emitted(v + 1, v);
+      // The next visit's loads go before this visit's compute (prefetch) unless they need what this
+      // visit produces: its output, or (a pipeline stage of one decoder layer) the cache rows it stores.
+      const bool next_loads_early = v + 1 < visits_.size() && producer_emitted(v + 1, v) &&
+                                    previous_step(v + 1) != static_cast<std::int64_t>(v);
       if (next_loads_early) emit_loads(v + 1);
       emit_compute(v);
       emit_stores(v);
@@ -164,25 +173,25 @@ class Generator {
       prev_token = i;
       prev_batch = k;
     };
-    const std::int32_t layers = L_ + 2;
     if (kind_ == ScheduleKind::kZigZag) {
       for (std::int32_t i = 0; i < gen_len_; ++i)
-        for (std::int32_t j = 0; j < layers; ++j)
+        for (std::int32_t j = first_; j <= last_; ++j)
           for (std::int32_t k = 0; k < num_batches_; ++k) add(i, j, k);
     } else {
       for (std::int32_t k = 0; k < num_batches_; ++k)
         for (std::int32_t i = 0; i < gen_len_; ++i)
-          for (std::int32_t j = 0; j < layers; ++j) add(i, j, k);
+          for (std::int32_t j = first_; j <= last_; ++j) add(i, j, k);
     }
     (void)prev_batch;
   }
 
   // The visit whose output this visit consumes: the previous layer of the same batch, or for the
-  // embedding of a decode step the output layer of the previous step (the sampled token).
+  // embedding of a decode step the output layer of the previous step (the sampled token). None
+  // (-1) when that visit belongs to another pipeline stage: its output arrives from there.
   std::int64_t producer(std::size_t v) const {
     const Visit& x = visits_[v];
-    if (x.layer > 0) return index_.at({x.token, x.layer - 1, x.batch});
-    if (x.token > 0) return index_.at({x.token - 1, L_ + 1, x.batch});
+    if (x.layer > first_) return index_.at({x.token, x.layer - 1, x.batch});
+    if (x.layer == 0 && x.token > 0 && last_ == L_ + 1) return index_.at({x.token - 1, L_ + 1, x.batch});
     return -1;
   }
   // The visit of the same (layer, batch) at the previous step, whose cache rows this one reads.
@@ -275,8 +284,9 @@ class Generator {
         last().positions = positions;
       }
     }
-    // Activations: loaded for every layer but the embedding when they live off the GPU.
-    if (p.activation_home != Tier::kGpu && v.layer > 0) {
+    // Activations: loaded for every layer but the embedding when they live off the GPU (in a
+    // pipeline stage, but its first layer: that input arrives from the previous stage).
+    if (p.activation_home != Tier::kGpu && v.layer > first_) {
       const std::int64_t prod = producer(vi);
       const std::int64_t back = two_back(vi, /*cache=*/false);
       const Bytes bytes = p.activation_bytes(tokens_in(v));
@@ -385,8 +395,9 @@ class Generator {
         last().positions = rows;
       }
     }
-    // The hidden state goes home after every layer but the output layer.
-    if (p.activation_home != Tier::kGpu && v.layer <= L_) {
+    // The hidden state goes home after every layer but the output layer (in a pipeline stage, but
+    // its last layer: that output goes to the next stage).
+    if (p.activation_home != Tier::kGpu && v.layer < last_) {
       const std::int64_t back = two_back(vi, /*cache=*/false);
       const Bytes bytes = p.activation_bytes(tokens_in(v));
       t.act_store = add(TaskKind::kActStore, v, v.batch, {t.last_gpu(), back >= 0 ? vt_[back].act_write : kNone});
@@ -401,6 +412,7 @@ class Generator {
   const Plan& plan_;
   ScheduleKind kind_;
   std::int32_t L_ = 0, gen_len_ = 0, num_batches_ = 0;
+  std::int32_t first_ = 0, last_ = 0;  // the layer range of the visits
   std::vector<Visit> visits_;
   std::map<std::tuple<std::int32_t, std::int32_t, std::int32_t>, std::int64_t> index_;
   std::vector<VisitTasks> vt_;
@@ -411,6 +423,10 @@ class Generator {
 
 }  // namespace
 
-Schedule make_schedule(const Plan& plan, ScheduleKind kind) { return Generator(plan, kind).run(); }
+Schedule make_schedule(const Plan& plan, ScheduleKind kind) { return Generator(plan, kind, LayerRange{}).run(); }
+
+Schedule make_schedule(const Plan& plan, ScheduleKind kind, LayerRange layers) {
+  return Generator(plan, kind, layers).run();
+}
 
 }  // namespace flexgen

@@ -67,6 +67,13 @@ struct Task {
   Resource resource() const { return task_resource(kind); }
 };
 
+// Schedule layers [first, last] (inclusive; 0 is the embedding, L + 1 the output layer): the part
+// of the model one pipeline stage holds (engine/pipeline/partition.h). last = -1 means L + 1.
+struct LayerRange {
+  std::int32_t first = 0;
+  std::int32_t last = -1;
+};
+
 struct Schedule {
   ScheduleKind kind = ScheduleKind::kZigZag;
   bool overlap = true;
@@ -81,5 +88,14 @@ struct Schedule {
 // before the next batch starts (weights loaded once per batch); zig-zag runs the block of
 // num_gpu_batches batches through each layer (weights loaded once per layer per block).
 Schedule make_schedule(const Plan& plan, ScheduleKind kind);
+
+// The schedule of one pipeline stage: what the generator emits for a GPU that holds only the
+// schedule layers `layers` (its weight steps, slots and prefetches counted among its own visits).
+// The hidden state entering the range's first layer comes from the previous stage (or, into the
+// embedding at a decode step, the tokens from the last stage): that visit has no producer in the
+// list and no activation load; the hidden state leaving its last layer goes to the next stage: no
+// activation store. With the whole range this is make_schedule(plan, kind). Throws
+// flexgen::Error for a range outside 0 .. L + 1.
+Schedule make_schedule(const Plan& plan, ScheduleKind kind, LayerRange layers);
 
 }  // namespace flexgen
