@@ -6,7 +6,8 @@
 # Usage (repository root; carry .device-deps, build/release/engine/flexgen, build/test/engine/flexgen,
 # build/test/tests/flexgen_tests):
 #   source .device-deps/env.sh && DEADLINE=560 bash scripts/device/session-h200.sh COMMIT [SWEEP.json ...]
-# P1=0 skips the P1 runs, TESTS=0 the tests; GTEST_FILTER narrows them. Files come back in $OUT
+# R and T override the binaries (e.g. builds configured with -DFLEXGEN_MPI=OFF -DFLEXGEN_NCCL=OFF,
+# since the GPU machine has neither library). P1=0 skips the P1 runs, TESTS=0 the tests; GTEST_FILTER narrows them. Files come back in $OUT
 # (at most 8): session.log, h200-measured.json and its measurements, p1-runs.jsonl, gpu-tests.log,
 # and <sweep>.jsonl and <sweep>.log per sweep; FIXTURES=1 first makes the tiny-LLaMA HF fixture
 # (fixtures.tar).
@@ -17,8 +18,8 @@ out=${OUT:-/tmp/flexgen-out}
 mkdir -p "$out"
 start=$(date +%s)
 deadline=${DEADLINE:-560}
-R=build/release/engine/flexgen
-T=build/test/tests/flexgen_tests
+R=${R:-build/release/engine/flexgen}
+T=${T:-build/test/tests/flexgen_tests}
 log=$out/session.log
 say() { echo "$*" | tee -a "$log"; }
 elapsed() { echo $(( $(date +%s) - start )); }
