@@ -181,7 +181,11 @@ void print_table(std::ostream& out, const HardwareSpec& spec, const HostMeasurem
                 gb_per_s(med(gpu.memory.copy_kernel_bytes_per_s)));
   if (spec.gpu_dequant_bytes_per_s > 0) {
     table_row(out, "gpu_dequant_bytes_per_s", gb_per_s(spec.gpu_dequant_bytes_per_s),
-              "4-bit to fp16, dense bytes written, median over shapes");
+              "4-bit weights to fp16, dense bytes written, median over shapes");
+  }
+  if (spec.gpu_cache_dequant_bytes_per_s > 0) {
+    table_row(out, "gpu_cache_dequant_bytes_per_s", gb_per_s(spec.gpu_cache_dequant_bytes_per_s),
+              "4-bit cache rows to fp16, dense bytes written");
   }
   if (spec.gpu_task_overhead_s > 0) {
     table_row(out, "gpu_task_overhead_s", fixed(spec.gpu_task_overhead_s * 1e6, 1) + " us",

@@ -44,6 +44,9 @@ struct HardwareSpec {
                                               // launches and host work) beyond its GEMMs and attention
   BytesPerSecond gpu_dequant_bytes_per_s = 0; // 4-bit dequantization: dense fp16 bytes written per
                                               // second (0: priced as memory traffic instead)
+  BytesPerSecond gpu_cache_dequant_bytes_per_s = 0;  // the same for the KV cache's rows (head_dim
+                                              // values each, a different kernel shape); 0: the
+                                              // weights' rate
 
   // Throws flexgen::Error "invalid hardware '<name>': field '<key>' ..." for an empty name or a
   // number that is not positive and finite.

@@ -105,7 +105,9 @@ TaskCost TaskCostModel::cost(const Task& task) const {
             prefill ? 0.0 : task.attention_flops * bytes_per_attention_flop_ / hw.gpu_memory_bytes_per_s;
         c.attention = std::max(task.attention_flops / rate, memory);
         if (!prefill && cache_dequant_bytes_per_flop_ > 0) {
-          c.cache_dequant = task.attention_flops * cache_dequant_bytes_per_flop_ / hw.gpu_dequant_bytes_per_s;
+          const double dequant_rate =
+              hw.gpu_cache_dequant_bytes_per_s > 0 ? hw.gpu_cache_dequant_bytes_per_s : hw.gpu_dequant_bytes_per_s;
+          c.cache_dequant = task.attention_flops * cache_dequant_bytes_per_flop_ / dequant_rate;
         }
       }
       const auto j = static_cast<std::size_t>(task.layer);

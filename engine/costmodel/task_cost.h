@@ -20,8 +20,9 @@
 // Two refinements apply when the hardware file has them (flexgen profile measures both):
 //   gpu_dequant_bytes_per_s: 4-bit weights cost their dense bytes / that rate once per layer step
 //     (the engine dequantizes a layer's weights once for the block; the product then reads them
-//     dense), and a 4-bit cache its dequantized rows' dense bytes / that rate per decode task
-//     (attention then reads them dense); without it both are priced as memory traffic as above;
+//     dense), and a 4-bit cache its dequantized rows' dense bytes / gpu_cache_dequant_bytes_per_s
+//     (measured on cache-row shapes; absent: the weights' rate) per decode task (attention then
+//     reads them dense); without it both are priced as memory traffic as above;
 //   gpu_task_overhead_s: every GPU compute task costs that much more (its kernel launches and
 //     host work, which a decode step of a small batch does not hide).
 // Every term is a linear function of the task's bytes and FLOPs (or a constant), so a sum of task

@@ -120,10 +120,12 @@ FlopsPerSecond cpu_attention_flops_per_s(const std::vector<CpuAttentionMeasureme
   return median_of(per_shape, "the CPU attention shapes");
 }
 
-BytesPerSecond gpu_dequant_bytes_per_s(const std::vector<DequantMeasurement>& dequant) {
+BytesPerSecond gpu_dequant_bytes_per_s(const std::vector<DequantMeasurement>& dequant, std::string_view kind) {
   std::vector<double> per_shape;
-  for (const DequantMeasurement& d : dequant) per_shape.push_back(median_of(d.bytes_per_s, "4-bit dequantization of " + d.what));
-  return median_of(per_shape, "the 4-bit dequantization shapes");
+  for (const DequantMeasurement& d : dequant) {
+    if (d.what.starts_with(kind)) per_shape.push_back(median_of(d.bytes_per_s, "4-bit dequantization of " + d.what));
+  }
+  return per_shape.empty() ? 0.0 : median_of(per_shape, "the 4-bit dequantization shapes");
 }
 
 Seconds gpu_task_overhead_s(const TaskOverheadMeasurement& overhead) {
@@ -159,7 +161,8 @@ HardwareSpec spec_from_measurements(const HostMeasurements& host, const GpuMeasu
   spec.cpu_attention_flops_per_s = cpu_attention_flops_per_s(host.cpu_attention);
   spec.gpu_memory_bytes_per_s = gpu_memory_bytes_per_s(gpu.memory);
   spec.cpu_memory_bytes_per_s = median_of(host.memory.copy_bytes_per_s, "host memcpy passes");
-  if (!gpu.dequant.empty()) spec.gpu_dequant_bytes_per_s = gpu_dequant_bytes_per_s(gpu.dequant);
+  spec.gpu_dequant_bytes_per_s = gpu_dequant_bytes_per_s(gpu.dequant, "weight");
+  spec.gpu_cache_dequant_bytes_per_s = gpu_dequant_bytes_per_s(gpu.dequant, "cache");
   if (!gpu.task_overhead.seconds.empty()) spec.gpu_task_overhead_s = gpu_task_overhead_s(gpu.task_overhead);
 
   std::ostringstream d;
@@ -184,10 +187,11 @@ HardwareSpec spec_from_measurements(const HostMeasurements& host, const GpuMeasu
     << "; decode: the engine's decode_attention kernel, " << attention_shapes(gpu.attention, Phase::kDecode)
     << ". ";
   if (!gpu.dequant.empty()) {
-    d << "gpu_dequant_bytes_per_s: the engine's 4-bit dequantization kernels, dense fp16 bytes written per"
-      << " second, median over";
+    d << "gpu_dequant_bytes_per_s and gpu_cache_dequant_bytes_per_s: the engine's 4-bit dequantization"
+      << " kernels, dense fp16 bytes written per second, median over the weight shapes (resp. the cache"
+      << "-row shapes) of each shape's median:";
     for (const DequantMeasurement& q : gpu.dequant) d << " " << q.what << ";";
-    d << " each shape's median. ";
+    d << " ";
   }
   if (!gpu.task_overhead.seconds.empty()) {
     d << "gpu_task_overhead_s: median time of the decode compute and compute_post tasks of the engine's"

@@ -12,8 +12,9 @@
 //   gpu_memory_bytes_per_s              the larger of the medians of cudaMemcpy device-to-device
 //                                       and of the copy kernel
 //   cpu_memory_bytes_per_s              median of the memcpy passes
-//   gpu_dequant_bytes_per_s             median over the dequantization shapes of each one's median
-//                                       (left 0 when nothing was measured)
+//   gpu_dequant_bytes_per_s             median over the weight dequantization shapes of each one's
+//                                       median (left 0 when nothing was measured)
+//   gpu_cache_dequant_bytes_per_s       likewise over the cache-row shapes (left 0 without any)
 //   gpu_task_overhead_s                 median of the tiny model's decode compute task times
 //                                       (left 0 when nothing was measured)
 //   gpu_memory_bytes                    cudaMemGetInfo total
@@ -40,7 +41,9 @@ FlopsPerSecond gpu_attention_flops_per_s(const std::vector<GpuAttentionMeasureme
 FlopsPerSecond cpu_attention_flops_per_s(const std::vector<CpuAttentionMeasurement>& attention);
 BytesPerSecond gpu_memory_bytes_per_s(const GpuMemoryMeasurement& memory);
 // Median over the dequantization shapes of each one's median; median of the task times.
-BytesPerSecond gpu_dequant_bytes_per_s(const std::vector<DequantMeasurement>& dequant);
+// Median over the shapes whose `what` starts with `kind` ("weight" or "cache") of each one's median;
+// 0 when there is none.
+BytesPerSecond gpu_dequant_bytes_per_s(const std::vector<DequantMeasurement>& dequant, std::string_view kind);
 Seconds gpu_task_overhead_s(const TaskOverheadMeasurement& overhead);
 // The profile's h2d figure over the plain cudaMemcpyAsync loop's (the 10% check).
 double h2d_check_ratio(const GpuMeasurements& gpu);

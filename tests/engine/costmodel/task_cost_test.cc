@@ -273,6 +273,10 @@ TEST(CostModelGolden, MeasuredDequantizationAndTaskOverhead) {
   const Schedule qs = make_schedule(q, ScheduleKind::kZigZag);
   const TaskCost attn = TaskCostModel(q, hw).cost(find(qs, TaskKind::kCompute, 2, 1, 1));
   EXPECT_DOUBLE_EQ(attn.cache_dequant, 16384.0 * 130 / 100e9);
+  // With a rate of its own for cache rows, that rate.
+  hw.gpu_cache_dequant_bytes_per_s = 40e9;
+  EXPECT_DOUBLE_EQ(TaskCostModel(q, hw).cost(find(qs, TaskKind::kCompute, 2, 1, 1)).cache_dequant, 16384.0 * 130 / 40e9);
+  hw.gpu_cache_dequant_bytes_per_s = 0;
   EXPECT_DOUBLE_EQ(attn.attention, 16384.0 * 130 / kAttnDecode);
   EXPECT_EQ(attn.weight_dequant, 0.0);
 

@@ -136,13 +136,14 @@ TEST(ProfileSpec, DequantizationAndTaskOverheadAreMediansWhenMeasured) {
   HardwareSpec spec = spec_from_measurements(fake_host(), gpu, "h", "2025-01-02");
   EXPECT_EQ(spec.gpu_dequant_bytes_per_s, 0.0);  // not measured: left out
   EXPECT_EQ(spec.gpu_task_overhead_s, 0.0);
-  // Shape medians 2e12 and 1e12 (and 0.5e12): the median over shapes is 1e12.
+  // Weight shape medians 2e12 and 1e12: the median over them is 1.5e12; the cache rows' 0.5e12.
   gpu.dequant = {{"weight 28672 x 7168", 411041792, {3e12, 2e12, 1e12}},
                  {"weight 36864 x 9216", 679477248, {1e12, 1e12, 0.9e12}},
                  {"cache rows 1048576 x 128", 268435456, {0.5e12, 0.6e12, 0.4e12}}};
   gpu.task_overhead = {"tiny", {40e-6, 10e-6, 30e-6, 20e-6}};  // median 25 us
   spec = spec_from_measurements(fake_host(), gpu, "h", "2025-01-02");
-  EXPECT_DOUBLE_EQ(spec.gpu_dequant_bytes_per_s, 1e12);
+  EXPECT_DOUBLE_EQ(spec.gpu_dequant_bytes_per_s, 1.5e12);
+  EXPECT_DOUBLE_EQ(spec.gpu_cache_dequant_bytes_per_s, 0.5e12);
   EXPECT_DOUBLE_EQ(spec.gpu_task_overhead_s, 25e-6);
   EXPECT_THAT(spec.description, HasSubstr("cache rows 1048576 x 128"));
   EXPECT_THAT(spec.description, HasSubstr("gpu_task_overhead_s"));
