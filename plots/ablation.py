@@ -2,9 +2,11 @@
 Table 4, and the H200 engine runs (results/sweeps/ablation-h200.jsonl), measured vs predicted."""
 import sys
 
+import json
 import matplotlib.pyplot as plt
 
 from common import PAPER_T4_ABLATION, latest, ok, provenance, rows, save
+from validation import VALIDATION
 
 PAPER_LABEL = {  # our point label -> the paper's ablation row
     "paper policy": "all optimizations",
@@ -58,14 +60,25 @@ def h200():
     labels = [r["label"] for r in rs]
     y = list(range(len(rs)))
     meas = [r.get("throughput_tok_s", 0) if r["status"] == "ok" else 0 for r in rs]
-    pred = [r.get("predicted", {}).get("throughput_tok_s", 0) for r in rs]
+    # Predictions of the current cost model (results/validation/ablation-h200.json, written by
+    # make_all.py --flexgen) where there are any; else those recorded at the sweep's commit.
+    validation = {}
+    vpath = VALIDATION
+    if vpath.exists():
+        validation = {v["id"]: v for v in json.load(open(vpath)).get("runs", [])}
+    current = bool(validation)
+    pred = [validation[r["id"]]["predicted_tok_s"] if r["id"] in validation else
+            r.get("predicted", {}).get("throughput_tok_s", 0) for r in rs]
     ax.barh([i - 0.2 for i in y], meas, height=0.4, color="#4c72b0", label="measured (CUDA backend)")
     ax.barh([i + 0.2 for i in y], pred, height=0.4, color="#dd8452",
-            label="predicted (cost model at the sweep's commit, h200-measured)")
+            label=("predicted (current cost model, h200-measured)" if current else
+                   "predicted (cost model at the sweep's commit, h200-measured)"))
     xmin = min([v for v in meas + pred if v > 0] or [1]) / 3
+    ax.set_xlim(left=xmin)
     for i, r in enumerate(rs):
         if r["status"] != "ok":
-            ax.text(xmin, i, " failed: " + r.get("reason", "")[:60], va="center", fontsize=7, color="#c44e52")
+            why = r.get("reason", "").split("error: ")[-1]
+            ax.text(xmin * 1.05, i - 0.2, "failed: " + why[:70], va="center", fontsize=6.5, color="#c44e52")
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
