@@ -159,7 +159,7 @@ void print_table(std::ostream& out, const HardwareSpec& spec, const HostMeasurem
                  const GpuMeasurements& gpu) {
   const TransferMeasurement& t = gpu.transfers;
   out << "flexgen profile: " << spec.name << " (" << gpu.device_name << ")\n";
-  table_row(out, "gpu_memory_bytes", format_bytes(spec.gpu_memory_bytes), "cudaMemGetInfo total");
+  table_row(out, "gpu_memory_bytes", format_bytes(spec.gpu_memory_bytes), "cudaMemGetInfo free with a context");
   table_row(out, "h2d_bytes_per_s", gb_per_s(spec.h2d_bytes_per_s),
             "pinned; pageable " + gb_per_s(med(t.h2d_pageable_bytes_per_s)) + ", both ways " +
                 gb_per_s(med(t.duplex_h2d_pinned_bytes_per_s)) + " pinned / " +

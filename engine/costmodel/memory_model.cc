@@ -2,13 +2,9 @@
 
 #include <algorithm>
 
+#include "engine/runtime/cuda_workspace.h"
+
 namespace flexgen {
-namespace {
-
-double dense_element_bytes(const ModelSpec& spec) { return static_cast<double>(dtype_bytes(spec.dtype)); }
-
-}  // namespace
-
 double MemorySizes::total_weight_bytes() const {
   return layer_weight_bytes[0] + static_cast<double>(num_decoder_layers) * layer_weight_bytes[1] +
          layer_weight_bytes[2];
@@ -97,33 +93,15 @@ TierValues predict_memory(const MemorySizes& z, const PlacementShares& x, std::i
 }
 
 GpuWorkspace gpu_workspace(const ModelSpec& spec, const Workload& workload, const Policy& policy) {
-  const double e = dense_element_bytes(spec);
-  const double b = static_cast<double>(policy.gpu_batch_size());
-  const double s = static_cast<double>(workload.prompt_len);
-  const double n = static_cast<double>(workload.gen_len);
-  const double h = static_cast<double>(spec.hidden_size);
-  const double f = static_cast<double>(spec.ffn_dim);
-  const double a = static_cast<double>(spec.num_heads);
-  const double head_dim = static_cast<double>(spec.head_dim());
-  GpuWorkspace w;
-  if (spec.family == ModelFamily::kLlama) {
-    // LLaMA: k and v are kv_dim wide (grouped-query attention); the MLP holds gate and up.
-    const double kv = static_cast<double>(spec.kv_dim());
-    w.prefill = e * std::max(b * s * (3.0 * h + 2.0 * kv) + a * b * s * s, b * s * (2.0 * h + 2.0 * f));
-    w.decode = e * std::max(b * (3.0 * h + 2.0 * kv) + a * b * (s + n), b * (2.0 * h + 2.0 * f));
-  } else {
-    w.prefill = e * std::max(5.0 * b * s * h + a * b * s * s, b * s * (2.0 * h + f));
-    w.decode = e * std::max(5.0 * b * h + a * b * (s + n), b * (2.0 * h + f));
-  }
-  if (policy.compress_weight()) {
-    const double layer_dense = static_cast<double>(spec.layer_params()) * e;
-    w.prefill += layer_dense;
-    w.decode += layer_dense;
-  }
-  if (policy.compress_cache()) {
-    w.decode += e * 2.0 * b * static_cast<double>(spec.kv_heads()) * (s + n - 1.0) * head_dim;
-  }
-  return w;
+  // The sizes depend on the gpu batch, the lengths, the switches and one layer's tensors, not on
+  // the placement or the number of layers: a one-layer plan of the same policy gives them.
+  ModelSpec one_layer = spec;
+  one_layer.num_layers = 1;
+  Workload block = workload;
+  block.num_sequences = policy.block_size();
+  const double bytes =
+      static_cast<double>(cuda_workspace_sizes(make_plan(one_layer, block, policy)).total() + kCudaPaddingAllowance);
+  return {bytes, bytes};
 }
 
 TierValues MemoryEstimate::peak() const {

@@ -68,15 +68,13 @@ MemoryForm memory_form(const MemorySizes& sizes, Tier activations, std::int64_t 
 TierValues predict_memory(const MemorySizes& sizes, const PlacementShares& shares, std::int64_t num_gpu_batches,
                           bool cpu_cache_compute);
 
-// An estimate of the GPU compute workspace the backend needs besides the planned buffers, for one
-// gpu batch (element e = the model's dtype bytes, b the gpu batch size, s the prompt, n the
-// generation length, h hidden, f ffn, a heads):
-//   prefill: e * max(5 b s h + a b s^2, b s (2 h + f))          (LN out, q, k, v, attention out
-//                                                                 and the scores; or the MLP)
-//   decode:  e * max(5 b h + a b (s + n), b (2 h + f))
-//   both:    + e * (dense weights of one decoder layer) when weights are 4-bit (decompressed
-//              before use); decode also + e * 2 b a (s + n - 1) head_dim for a 4-bit cache (one
-//              gpu batch's cache of one layer decompressed).
+// The GPU compute workspace the backend holds besides the planned buffers: the CUDA backend's own
+// sizes (runtime/cuda_workspace.h: LayerNorm out, q, k, v, attention out, residual, MLP, the
+// tensor-core prefill attention's score chunk, logits, decode-attention splits, cuBLAS, and with
+// 4-bit weights one layer's dense weights, with a 4-bit cache one (layer, gpu batch)'s dense cache
+// and new rows), each rounded up to the GPU alignment, plus kCudaPaddingAllowance for the alignment
+// padding of the planned buffers. The backend allocates all of it once, for
+// prefill and decode alike, so prefill == decode.
 struct GpuWorkspace {
   double prefill = 0;
   double decode = 0;

@@ -55,6 +55,7 @@
 #include "engine/model/llama_layer.h"
 #include "engine/pipeline/stage_protocol.h"
 #include "engine/runtime/cpu_attention.h"
+#include "engine/runtime/cuda_workspace.h"
 #include "engine/runtime/disk_store.h"
 #include "engine/runtime/early_stop.h"
 #include "engine/runtime/fault_injection.h"
@@ -64,14 +65,11 @@ namespace flexgen {
 
 namespace {
 
-constexpr Bytes kGpuAlign = 256;
+// The workspace sizes and their constants are shared with the cost model (runtime/cuda_workspace.h).
+constexpr Bytes kGpuAlign = kCudaGpuAlign;
 constexpr Bytes kCpuAlign = 4096;
-constexpr Bytes kCublasWorkspace = 32 * kMiB;
-constexpr Bytes kPrefillScoresBudget = 256 * kMiB;  // score buffer of the tensor-core prefill attention
-constexpr int kMaxDecodeSplits = 64;
-// Prompts from this length take the tensor-core prefill attention; shorter ones the CUDA-core
-// kernel (exact per unit, no score buffer).
-constexpr std::int64_t kGemmPrefillMinTokens = 32;
+constexpr Bytes kCublasWorkspace = kCudaCublasWorkspace;
+constexpr std::int64_t kGemmPrefillMinTokens = kCudaGemmPrefillMinTokens;
 
 Bytes round_up(Bytes n, Bytes a) { return (n + a - 1) / a * a; }
 
@@ -457,57 +455,9 @@ class CudaRuntime final : public Runtime {
     }
   };
 
-  // Compute workspace on the GPU (sizes for the plan's largest visit), plus the arenas' alignment
-  // padding, as entries of the memory plan.
-  struct WorkspaceSizes {
-    Bytes ln = 0, q = 0, k = 0, v = 0, attn = 0, tmp = 0, mlp = 0, new_rows = 0, cache_dq = 0, weights_dq = 0,
-          logits = 0, last = 0, ids = 0, pad_len = 0, splits = 0, prefill = 0, kept = 0, cublas = 0, up = 0;
-  };
-
-  WorkspaceSizes workspace_sizes() const {
-    const std::int64_t b = plan_.policy.gpu_batch_size(), T = plan_.workload.prompt_len;
-    const std::int64_t h = spec_.hidden_size, f = spec_.ffn_dim, hd = spec_.head_dim(), nh = spec_.num_heads;
-    const std::int64_t units = plan_.cache.units, cap = plan_.cache.capacity;
-    // Attention kernels run over query units: b * num_heads (the cache units with grouped-query
-    // attention are b * kv_heads); nkv is the cache's heads per sequence.
-    const std::int64_t query_units = b * nh, nkv = spec_.kv_heads();
-    WorkspaceSizes w;
-    const Bytes hidden = b * T * h * 2;
-    w.ln = w.q = w.k = w.v = w.attn = w.tmp = hidden;
-    w.mlp = b * T * f * 2;
-    if (spec_.family == ModelFamily::kLlama) {
-      w.k = w.v = b * T * spec_.kv_dim() * 2;
-      w.up = b * T * f * 2;  // SwiGLU's up projection next to the gate in w.mlp
-    }
-    if (plan_.policy.compress_cache()) {
-      w.new_rows = 2 * b * T * nkv * plan_.cache.row_bytes;
-      const std::int64_t dq_units = plan_.cache.units_on_tier(Tier::kGpu) + cache_slot_units(plan_);
-      w.cache_dq = 2 * cap * dq_units * hd * 2;
-    }
-    for (const PlannedLayer& l : plan_.layers) {
-      Bytes layer = 0;
-      for (const PlannedTensor& t : l.tensors) {
-        if (t.encoding == Encoding::kQ4) layer += round_up(numel(t.shape) * 2, kGpuAlign);
-      }
-      w.weights_dq = std::max(w.weights_dq, layer);
-    }
-    w.logits = b * spec_.vocab_size * 2;
-    w.last = b * h * 2;
-    w.ids = b * T * 4;
-    w.pad_len = plan_.policy.block_size() * 4;
-    w.splits = static_cast<Bytes>(cuda::decode_attention_workspace_bytes(query_units, static_cast<int>(hd), kMaxDecodeSplits));
-    if (T >= kGemmPrefillMinTokens) {
-      const Bytes one = static_cast<Bytes>(cuda::prefill_attention_gemm_workspace_bytes(1, T, 0));
-      const std::int64_t chunk = std::clamp<std::int64_t>(kPrefillScoresBudget / one, 1, query_units);
-      w.prefill = static_cast<Bytes>(cuda::prefill_attention_gemm_workspace_bytes(chunk, T, 0));
-    }
-    if (plan_.policy.attn_sparsity() < 1.0) {
-      const auto most = static_cast<std::int64_t>(std::floor(plan_.policy.attn_sparsity() * static_cast<double>(cap)));
-      w.kept = units * std::max<std::int64_t>(1, most) * 4;
-    }
-    w.cublas = kCublasWorkspace;
-    return w;
-  }
+  // Compute workspace on the GPU (runtime/cuda_workspace.h: sizes for the plan's largest visit),
+  // plus the arenas' alignment padding, as entries of the memory plan.
+  CudaWorkspaceSizes workspace_sizes() const { return cuda_workspace_sizes(plan_); }
 
   // Pinned host buffers of the sampler: logits [b, vocab] fp16, the next tokens [b], and the token
   // ids of each gpu batch [batches, b, prompt_len] (one buffer per batch: the copy of one batch's
@@ -519,28 +469,13 @@ class CudaRuntime final : public Runtime {
   }
 
   void add_workspace_and_padding() {
-    const WorkspaceSizes w = workspace_sizes();
-    const std::pair<const char*, Bytes> parts[] = {
-        {"workspace layernorm", w.ln},          {"workspace query", w.q},
-        {"workspace key", w.k},                 {"workspace value", w.v},
-        {"workspace attention", w.attn},        {"workspace residual", w.tmp},
-        {"workspace mlp", w.mlp},               {"workspace new cache rows", w.new_rows},
-        {"workspace dequantized cache", w.cache_dq}, {"workspace dequantized weights", w.weights_dq},
-        {"workspace logits", w.logits},         {"workspace last hidden", w.last},
-        {"workspace token ids", w.ids},         {"workspace pad lengths", w.pad_len},
-        {"workspace attention splits", w.splits}, {"workspace prefill attention", w.prefill},
-        {"workspace top-k", w.kept},            {"workspace cuBLAS", w.cublas},
-        {"workspace mlp up", w.up}};
-    for (const auto& [label, bytes] : parts) {
-      if (bytes <= 0) continue;
-      memory_.buffers.push_back({BufferRole::kWorkspace, Tier::kGpu, bytes, label});
-      memory_.total[Tier::kGpu] += bytes;
+    for (const CudaWorkspaceSizes::Part& part : workspace_sizes().parts()) {
+      memory_.buffers.push_back({BufferRole::kWorkspace, Tier::kGpu, part.bytes, part.label});
+      memory_.total[Tier::kGpu] += part.bytes;
     }
     // Logits and token ids on their way to and from the sampler (pinned).
     const Bytes host_io = pinned_io_bytes();
     memory_.buffers.push_back({BufferRole::kWorkspace, Tier::kCpu, host_io, "pinned logits and token ids"});
-    memory_.buffers.push_back({BufferRole::kWorkspace, Tier::kGpu, plan_.policy.gpu_batch_size() * 4, "workspace next tokens"});
-    memory_.total[Tier::kGpu] += plan_.policy.gpu_batch_size() * 4;
     memory_.total[Tier::kCpu] += host_io;
     TierBytes padding;
     for (const BufferRequest& r : memory_.buffers) {
@@ -641,7 +576,7 @@ class CudaRuntime final : public Runtime {
       }
     }
     // Workspace, in the order of add_workspace_and_padding (sizes only matter).
-    const WorkspaceSizes w = workspace_sizes();
+    const CudaWorkspaceSizes w = workspace_sizes();
     auto half_ws = [&](Bytes n) { return reinterpret_cast<__half*>(allocate(Tier::kGpu, n, "workspace").ptr); };
     ws_.ln = half_ws(w.ln);
     ws_.q = half_ws(w.q);
@@ -669,7 +604,7 @@ class CudaRuntime final : public Runtime {
     logits_host_ = reinterpret_cast<std::uint16_t*>(io);
     next_host_ = reinterpret_cast<std::int32_t*>(io + round_up(b * spec_.vocab_size * 2, kCpuAlign));
     ids_host_ = reinterpret_cast<std::int32_t*>(io + round_up(b * spec_.vocab_size * 2, kCpuAlign) + round_up(b * 4, kCpuAlign));
-    ws_.next = reinterpret_cast<std::int32_t*>(allocate(Tier::kGpu, b * 4, "workspace").ptr);
+    ws_.next = reinterpret_cast<std::int32_t*>(allocate(Tier::kGpu, w.next, "workspace").ptr);
     // Every byte the memory plan promised, no more (the padding entries match the arenas' rounding).
     for (Tier t : {Tier::kGpu, Tier::kCpu}) {
       Arena& a = arena_[t == Tier::kGpu ? 0 : 1];

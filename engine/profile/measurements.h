@@ -157,6 +157,7 @@ struct GpuMeasurements {
   int runtime_version = 0;          // cudaRuntimeGetVersion
   int cublas_version = 0;
   Bytes memory_bytes = 0;           // total, from cudaMemGetInfo
+  Bytes free_memory_bytes = 0;      // free once this process's context and cuBLAS handle exist
   TransferMeasurement transfers;
   PlainCopyLoopMeasurement plain_loop;
   GpuMemoryMeasurement memory;

@@ -147,7 +147,8 @@ HardwareSpec spec_from_measurements(const HostMeasurements& host, const GpuMeasu
                                     const std::string& name, const std::string& date) {
   HardwareSpec spec;
   spec.name = name;
-  spec.gpu_memory_bytes = gpu.memory_bytes;
+  // What a run can allocate (older measurement files without the free figure: the total).
+  spec.gpu_memory_bytes = gpu.free_memory_bytes > 0 ? gpu.free_memory_bytes : gpu.memory_bytes;
   spec.cpu_memory_bytes = host.memory_bytes;
   spec.disk_bytes = host.disk_free_bytes;
   spec.h2d_bytes_per_s = median_of(gpu.transfers.h2d_pinned_bytes_per_s, "pinned h2d copies");
@@ -200,7 +201,7 @@ HardwareSpec spec_from_measurements(const HostMeasurements& host, const GpuMeasu
   }
   d << "gpu_memory_bytes_per_s: the better of cudaMemcpy device to device and a copy kernel over "
     << format_bytes(gpu.memory.buffer_bytes) << " buffers, read + written bytes counted. "
-    << "gpu_memory_bytes: cudaMemGetInfo total. ";
+    << "gpu_memory_bytes: cudaMemGetInfo free once a context and a cuBLAS handle exist (of " << format_bytes(gpu.memory_bytes) << " total). ";
   d << host_description(host);
   spec.description = d.str();
   spec.validate();
@@ -294,6 +295,7 @@ nlohmann::json measurements_json(const HostMeasurements& host, const GpuMeasurem
       {"runtime_version", gpu->runtime_version},
       {"cublas_version", gpu->cublas_version},
       {"memory_bytes", gpu->memory_bytes},
+      {"free_memory_bytes", gpu->free_memory_bytes},
       {"transfers",
        {{"transfer_bytes", t.transfer_bytes},
         {"repeats", t.repeats},

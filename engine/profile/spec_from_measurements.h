@@ -17,7 +17,8 @@
 //   gpu_cache_dequant_bytes_per_s       likewise over the cache-row shapes (left 0 without any)
 //   gpu_task_overhead_s                 median of the tiny model's decode compute task times
 //                                       (left 0 when nothing was measured)
-//   gpu_memory_bytes                    cudaMemGetInfo total
+//   gpu_memory_bytes                    cudaMemGetInfo free once a context and a cuBLAS handle
+//                                       exist (what a run can allocate)
 //   cpu_memory_bytes                    physical memory
 //   disk_bytes                          free space of the offload directory's file system
 #include <string>

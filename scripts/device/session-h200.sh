@@ -8,9 +8,10 @@
 #   source .device-deps/env.sh && DEADLINE=560 bash scripts/device/session-h200.sh COMMIT [SWEEP.json ...]
 # R and T override the binaries (e.g. builds configured with -DFLEXGEN_MPI=OFF -DFLEXGEN_NCCL=OFF,
 # since the GPU machine has neither library). P1=0 skips the P1 runs, TESTS=0 the tests; GTEST_FILTER narrows them. Files come back in $OUT
-# (at most 8): session.log, h200-measured.json and its measurements, p1-runs.jsonl, gpu-tests.log,
-# and <sweep>.jsonl and <sweep>.log per sweep; FIXTURES=1 first makes the tiny-LLaMA HF fixture
-# (fixtures.tar).
+# (at most 8): session.log, profile.tar (the measured spec and its measurements), p1-runs.jsonl
+# (P1 defaults to on for an H100 only), gpu-tests.log, and <sweep>.jsonl and <sweep>.log per sweep;
+# FIXTURES=1 first makes the tiny-LLaMA HF fixture (fixtures.tar); LLAMA70B=1 runs issue 9's
+# 70B-class runs after the tests (llama70b.tar).
 set -uo pipefail
 commit=${1:?commit}
 shift
@@ -33,10 +34,11 @@ case "$gpu" in *H100*) tag=h100 ;; *H200*) tag=h200 ;; *) tag=gpu ;; esac
 say "tag: $tag"
 spec=experiments/hardware/$tag-measured.json
 if [ ! -f "$spec" ]; then
-  "$R" profile --name "$tag-measured" --output "$spec" --details "$out/$tag-measured-measurements.json" \
+  "$R" profile --name "$tag-measured" --output "$spec" --details "$tag-measured-measurements.json" \
       --offload-dir /tmp/flexgen-offload >>"$log" 2>&1
   say "profile: rc=$? at $(elapsed) s"
-  cp "$spec" "$out/$tag-measured.json" 2>/dev/null
+  # One file back (the call returns at most 8): the spec and its measurements.
+  tar cf "$out/profile.tar" "$spec" "$tag-measured-measurements.json" 2>>"$log"
 fi
 
 if [ "${FIXTURES:-0}" != 0 ]; then
@@ -47,7 +49,10 @@ if [ "${FIXTURES:-0}" != 0 ]; then
   tar cf "$out/fixtures.tar" tests/fixtures/tiny-llama tests/fixtures/tiny-llama-reference* 2>>"$log"
 fi
 
-if [ "${P1:-1}" != 0 ]; then
+# P1 runs by default on an H100 only (issue 4's target is set there; the H200's are committed).
+p1_default=0
+[ "$tag" = h100 ] && p1_default=1
+if [ "${P1:-$p1_default}" != 0 ]; then
   p1=(generate --model opt-6.7b --prompt-len 512 --gen-len 32 --backend cuda --json --task-times
       --percent 100 0 100 0 100 0 --gpu-batch-size 32 --num-gpu-batches 1)
   for label in run1 run2 run3 op-times; do
@@ -93,6 +98,18 @@ if [ "${TESTS:-1}" != 0 ]; then
   rc=$?
   grep -E "^\[  FAILED|^\[  PASSED|^\[  SKIPPED \] [0-9]|tests ran" "$out/gpu-tests.log" | head -30 | tee -a "$log"
   say "tests: rc=$rc at $(elapsed) s"
+fi
+
+if [ "${LLAMA70B:-0}" != 0 ]; then
+  # Issue 9's 70B-class runs (fp16, then 4-bit), searched on this machine's spec; the rows and the
+  # logs of every command come back as one tar file.
+  mkdir -p llama70b
+  left=$(( deadline - 60 - $(elapsed) ))
+  PYTHONUNBUFFERED=1 timeout "$left" python3 scripts/llama70b_runs.py --flexgen "$R" --hardware "$spec" \
+      --commit "$commit" --out llama70b/llama70b.jsonl --timeout "${LLAMA_TIMEOUT:-240}" >>"$log" 2>&1
+  say "llama70b: rc=$? at $(elapsed) s"
+  tar cf "$out/llama70b.tar" llama70b 2>>"$log"
+  rm -rf /tmp/flexgen-offload-llama
 fi
 
 for sweep in "$@"; do

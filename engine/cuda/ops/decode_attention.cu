@@ -263,11 +263,6 @@ void launch_decode(DecodeParams prm, std::int64_t batch, std::int64_t rows_per_u
 
 }  // namespace
 
-std::size_t decode_attention_workspace_bytes(std::int64_t units, int head_dim, int splits) {
-  return static_cast<std::size_t>(units) * static_cast<std::size_t>(splits) *
-         static_cast<std::size_t>(head_dim + 2) * sizeof(float);
-}
-
 int decode_attention_splits(std::int64_t units, int head_dim, std::int64_t rows,
                             std::size_t workspace_bytes) {
   if (units <= 0) return 1;

@@ -9,11 +9,12 @@
 #include <cuda_runtime.h>
 
 #include "engine/cuda/ops/kv_view.cuh"
+#include "engine/runtime/cuda_workspace.h"
 
 namespace flexgen::cuda {
 
-// Bytes of fp32 workspace a split-position launch needs: units * splits * (head_dim + 2) floats.
-std::size_t decode_attention_workspace_bytes(std::int64_t units, int head_dim, int splits);
+// decode_attention_workspace_bytes (runtime/cuda_workspace.h, shared with the cost model): the
+// fp32 workspace a split-position launch needs.
 
 // The number of position splits decode_attention uses for `rows` rows per unit when num_splits is
 // 0: enough blocks to keep the memory system busy (6 blocks of 128 threads per multiprocessor), at least 256

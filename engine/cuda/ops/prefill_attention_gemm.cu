@@ -9,7 +9,6 @@
 namespace flexgen::cuda {
 namespace {
 
-constexpr std::size_t kPointerArrays = 6;  // A, B, C of the two GEMMs
 
 // One warp per score row (unit, query): an online max and sum over the kept keys in one pass,
 // then the probabilities written over the whole row (0 where masked). Pairs of fp16 values per lane
@@ -99,12 +98,6 @@ __global__ void gemm_pointers_kernel(KvPart part, std::int64_t begin, std::int64
 }
 
 }  // namespace
-
-std::size_t prefill_attention_gemm_workspace_bytes(std::int64_t chunk_units, std::int64_t tokens,
-                                                   std::int64_t past) {
-  const auto scores = static_cast<std::size_t>(chunk_units * tokens * (past + tokens)) * sizeof(__half);
-  return (scores + 255) / 256 * 256 + static_cast<std::size_t>(chunk_units) * kPointerArrays * sizeof(void*);
-}
 
 void masked_causal_softmax(__half* scores, std::int64_t units, std::int64_t unit_begin, int num_heads,
                            const std::int32_t* pad_len, std::int64_t tokens, std::int64_t past,

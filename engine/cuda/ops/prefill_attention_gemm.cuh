@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 
 #include "engine/cuda/ops/kv_view.cuh"
+#include "engine/runtime/cuda_workspace.h"
 
 namespace flexgen::cuda {
 
@@ -22,9 +23,8 @@ namespace flexgen::cuda {
 // keys [0, past + q0 + kPrefillQueryBlock) only (for T = 512, 62.5% of the full T x T work).
 inline constexpr std::int64_t kPrefillQueryBlock = 128;
 
-// Workspace bytes to process `chunk_units` units per step (scores plus pointer arrays).
-std::size_t prefill_attention_gemm_workspace_bytes(std::int64_t chunk_units, std::int64_t tokens,
-                                                   std::int64_t past);
+// prefill_attention_gemm_workspace_bytes (runtime/cuda_workspace.h, shared with the cost model):
+// the workspace to process `chunk_units` units per step (scores plus pointer arrays).
 
 // q, out: [batch, tokens, num_heads * head_dim], q scaled. The units are processed in chunks as
 // large as `workspace_bytes` allows (at least one unit must fit: flexgen::Error otherwise). Sets
