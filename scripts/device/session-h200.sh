@@ -11,7 +11,8 @@
 # (at most 8): session.log, profile.tar (the measured spec and its measurements), p1-runs.jsonl
 # (P1 defaults to on for an H100 only), gpu-tests.log, and <sweep>.jsonl and <sweep>.log per sweep;
 # FIXTURES=1 first makes the tiny-LLaMA HF fixture (fixtures.tar); LLAMA70B=1 runs issue 9's
-# 70B-class runs after the tests (llama70b.tar).
+# 70B-class runs after the tests (llama70b.tar; LLAMA_PRECISION=fp16,q4 and LLAMA_TIMEOUT=240 per
+# command); SWEEP_ARGS go to every `flexgen sweep` (e.g. --retry-failed).
 set -uo pipefail
 commit=${1:?commit}
 shift
@@ -106,8 +107,13 @@ if [ "${LLAMA70B:-0}" != 0 ]; then
   mkdir -p llama70b
   left=$(( deadline - 60 - $(elapsed) ))
   PYTHONUNBUFFERED=1 timeout "$left" python3 scripts/llama70b_runs.py --flexgen "$R" --hardware "$spec" \
-      --commit "$commit" --out llama70b/llama70b.jsonl --timeout "${LLAMA_TIMEOUT:-240}" >>"$log" 2>&1
+      --commit "$commit" --out llama70b/llama70b.jsonl --timeout "${LLAMA_TIMEOUT:-240}" \
+      --precision "${LLAMA_PRECISION:-fp16,q4}" >>"$log" 2>&1
   say "llama70b: rc=$? at $(elapsed) s"
+  # A run cut off by the time limit may still be freeing its memory: nothing may hold the GPU when
+  # the sweeps start.
+  pkill -9 -f "$R generate" 2>/dev/null
+  sleep 3
   tar cf "$out/llama70b.tar" llama70b 2>>"$log"
   rm -rf /tmp/flexgen-offload-llama
 fi
@@ -123,7 +129,8 @@ for sweep in "$@"; do
   left=$(( deadline - $(elapsed) ))
   if [ "$left" -le 40 ]; then say "no time left for $name"; continue; fi
   say "sweep $name: up to $left s"
-  timeout --kill-after=10 "$left" "$R" sweep "$sweep" --commit "$commit" --output "$out/$name.jsonl" 2> "$out/$name.log"
+  timeout --kill-after=10 "$left" "$R" sweep "$sweep" --commit "$commit" --output "$out/$name.jsonl" ${SWEEP_ARGS:-} \
+      2> "$out/$name.log"
   say "sweep $name: rc=$? at $(elapsed) s"
   tail -16 "$out/$name.log" | tee -a "$log"
 done

@@ -111,7 +111,9 @@ TEST(PlacementLp, NeverWorseThanABruteForceGridAndWithinOnePercent) {
     config.cpu_cache_compute = c.delegate;
     const LayerModel model(small_spec(), w, t4(), config);
     TierValues caps;
-    caps[Tier::kGpu] = c.gpu_mb * 1e6;
+    // The GPU's capacity on top of the compute workspace (the CUDA backend's: about 96 MiB with
+    // cuBLAS's workspace and the padding allowance), which the LP subtracts first.
+    caps[Tier::kGpu] = c.gpu_mb * 1e6 + model.gpu_workspace_bytes();
     caps[Tier::kCpu] = c.cpu_mb * 1e6;
     caps[Tier::kDisk] = c.disk_mb * 1e6;
     PlacementShares fixed;
@@ -120,7 +122,9 @@ TEST(PlacementLp, NeverWorseThanABruteForceGridAndWithinOnePercent) {
     const Point grid = brute_force(model, c, caps);
     ASSERT_TRUE(lp.feasible) << c.gbs << "x" << c.ngb;
     ASSERT_TRUE(std::isfinite(grid.seconds));
-    EXPECT_LE(lp.seconds, grid.seconds * (1 + 1e-6)) << c.gbs << "x" << c.ngb;
+    // (1e-4: the GPU row's right-hand side carries the ~1e8-byte workspace, and GLPK's simplex
+    // stops within its tolerances relative to that.)
+    EXPECT_LE(lp.seconds, grid.seconds * (1 + 1e-4)) << c.gbs << "x" << c.ngb;
     EXPECT_LE(grid.seconds, lp.seconds * 1.01) << c.gbs << "x" << c.ngb;
     // The LP's point fits, and its time is the model's at that point.
     TierValues need = model.memory(lp.shares, c.ngb);
@@ -153,11 +157,11 @@ TEST(PlacementLp, OptimumMovesTheRightWay) {
       const LayerModel model(small_spec(), w, t4(), config);
       const LayerModel faster(small_spec(), w, fast, config);
       TierValues caps;
-      caps[Tier::kGpu] = 12e6;
+      caps[Tier::kGpu] = 12e6 + model.gpu_workspace_bytes();  // on top of the compute workspace
       caps[Tier::kCpu] = 16e6;
       caps[Tier::kDisk] = 1e9;
       TierValues smaller = caps;
-      smaller[Tier::kGpu] = 9e6;
+      smaller[Tier::kGpu] = 9e6 + model.gpu_workspace_bytes();
       PlacementShares fixed;
       fixed.activations = act;
       for (std::int64_t ngb : {1, 3, 6}) {
