@@ -11,7 +11,7 @@
 # (at most 8): session.log, profile.tar (the measured spec and its measurements), p1-runs.jsonl
 # (P1 defaults to on for an H100 only), gpu-tests.log, and <sweep>.jsonl and <sweep>.log per sweep;
 # FIXTURES=1 first makes the tiny-LLaMA HF fixture (fixtures.tar); LLAMA70B=1 runs issue 9's
-# 70B-class runs after the tests (llama70b.tar; LLAMA_PRECISION=fp16,q4 and LLAMA_TIMEOUT=240 per
+# 70B-class runs after the tests, LLAMA70B=after after the sweeps (llama70b.tar; LLAMA_PRECISION=fp16,q4 and LLAMA_TIMEOUT=240 per
 # command); SWEEP_ARGS go to every `flexgen sweep` (e.g. --retry-failed).
 set -uo pipefail
 commit=${1:?commit}
@@ -101,11 +101,11 @@ if [ "${TESTS:-1}" != 0 ]; then
   say "tests: rc=$rc at $(elapsed) s"
 fi
 
-if [ "${LLAMA70B:-0}" != 0 ]; then
+llama70b() {
   # Issue 9's 70B-class runs (fp16, then 4-bit), searched on this machine's spec; the rows and the
   # logs of every command come back as one tar file.
   mkdir -p llama70b
-  left=$(( deadline - 60 - $(elapsed) ))
+  local left=$(( deadline - 20 - $(elapsed) ))
   PYTHONUNBUFFERED=1 timeout "$left" python3 scripts/llama70b_runs.py --flexgen "$R" --hardware "$spec" \
       --commit "$commit" --out llama70b/llama70b.jsonl --timeout "${LLAMA_TIMEOUT:-240}" \
       --precision "${LLAMA_PRECISION:-fp16,q4}" >>"$log" 2>&1
@@ -116,22 +116,36 @@ if [ "${LLAMA70B:-0}" != 0 ]; then
   sleep 3
   tar cf "$out/llama70b.tar" llama70b 2>>"$log"
   rm -rf /tmp/flexgen-offload-llama
-fi
+}
 
-for sweep in "$@"; do
-  name=$(basename "$sweep" .json)
-  if [ "$tag" != h200 ]; then
-    name=${name//h200/$tag}
-    sed "s/h200/$tag/g" "$sweep" > "experiments/sweeps/$name.json"
-    sweep=experiments/sweeps/$name.json
-  fi
-  [ -f "results/sweeps/$name.jsonl" ] && cp "results/sweeps/$name.jsonl" "$out/$name.jsonl"
-  left=$(( deadline - $(elapsed) ))
-  if [ "$left" -le 40 ]; then say "no time left for $name"; continue; fi
-  say "sweep $name: up to $left s"
-  timeout --kill-after=10 "$left" "$R" sweep "$sweep" --commit "$commit" --output "$out/$name.jsonl" ${SWEEP_ARGS:-} \
-      2> "$out/$name.log"
-  say "sweep $name: rc=$? at $(elapsed) s"
-  tail -16 "$out/$name.log" | tee -a "$log"
-done
+# The sweeps run until `deadline` less `reserve` seconds (kept for the 70B runs when they come after).
+sweeps() {
+  local reserve=$1
+  shift
+  for sweep in "$@"; do
+    local name
+    name=$(basename "$sweep" .json)
+    if [ "$tag" != h200 ]; then
+      name=${name//h200/$tag}
+      sed "s/h200/$tag/g" "$sweep" > "experiments/sweeps/$name.json"
+      sweep=experiments/sweeps/$name.json
+    fi
+    [ -f "results/sweeps/$name.jsonl" ] && cp "results/sweeps/$name.jsonl" "$out/$name.jsonl"
+    local left=$(( deadline - reserve - $(elapsed) ))
+    if [ "$left" -le 40 ]; then say "no time left for $name"; continue; fi
+    say "sweep $name: up to $left s"
+    timeout --kill-after=10 "$left" "$R" sweep "$sweep" --commit "$commit" --output "$out/$name.jsonl" ${SWEEP_ARGS:-} \
+        2> "$out/$name.log"
+    say "sweep $name: rc=$? at $(elapsed) s"
+    tail -16 "$out/$name.log" | tee -a "$log"
+  done
+}
+
+# LLAMA70B=1 runs the 70B runs before the sweeps; LLAMA70B=after runs them after the sweeps, which
+# then stop LLAMA_RESERVE seconds (default 300) before the deadline.
+case "${LLAMA70B:-0}" in
+  0) sweeps 0 "$@" ;;
+  after) sweeps "${LLAMA_RESERVE:-300}" "$@"; llama70b ;;
+  *) llama70b; sweeps 0 "$@" ;;
+esac
 say "total: $(elapsed) s"
