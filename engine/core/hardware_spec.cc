@@ -65,13 +65,15 @@ const std::initializer_list<std::string_view> kKnownKeys = {
     "gpu_task_overhead_s",
     "gpu_dequant_bytes_per_s",
     "gpu_cache_dequant_bytes_per_s",
+    "cpu_cache_attention_flops_per_s",
 };
 
 // Optional refinements (absent: 0, the term is left out of the cost model).
-constexpr std::array<RateField, 3> kOptionalFields = {{
+constexpr std::array<RateField, 4> kOptionalFields = {{
     {"gpu_task_overhead_s", &HardwareSpec::gpu_task_overhead_s},
     {"gpu_dequant_bytes_per_s", &HardwareSpec::gpu_dequant_bytes_per_s},
     {"gpu_cache_dequant_bytes_per_s", &HardwareSpec::gpu_cache_dequant_bytes_per_s},
+    {"cpu_cache_attention_flops_per_s", &HardwareSpec::cpu_cache_attention_flops_per_s},
 }};
 
 // A positive whole number of bytes: an integer, or a float with no fractional part (16e9) below

@@ -47,6 +47,8 @@ struct HardwareSpec {
   BytesPerSecond gpu_cache_dequant_bytes_per_s = 0;  // the same for the KV cache's rows (head_dim
                                               // values each, a different kernel shape); 0: the
                                               // weights' rate
+  FlopsPerSecond cpu_cache_attention_flops_per_s = 0;  // delegated CPU attention over a 4-bit cache
+                                              // (rows dequantized as read); 0: cpu_attention_flops_per_s
 
   // Throws flexgen::Error "invalid hardware '<name>': field '<key>' ..." for an empty name or a
   // number that is not positive and finite.

@@ -23,6 +23,8 @@
 //     dense), and a 4-bit cache its dequantized rows' dense bytes / gpu_cache_dequant_bytes_per_s
 //     (measured on cache-row shapes; absent: the weights' rate) per decode task (attention then
 //     reads them dense); without it both are priced as memory traffic as above;
+//   cpu_cache_attention_flops_per_s: with a 4-bit cache, CPU attention runs at that rate (its
+//     kernel dequantizes the rows as it reads them; absent: cpu_attention_flops_per_s);
 //   gpu_task_overhead_s: every GPU compute task costs that much more (its kernel launches and
 //     host work, which a decode step of a small batch does not hide).
 // Every term is a linear function of the task's bytes and FLOPs (or a constant), so a sum of task
@@ -71,6 +73,7 @@ class TaskCostModel {
   std::vector<double> q4_dense_bytes_;      // per schedule layer: dense bytes of its 4-bit weights
   double bytes_per_attention_flop_ = 0;
   double cache_dequant_bytes_per_flop_ = 0; // dense bytes a 4-bit cache dequantizes per attention FLOP
+  bool compressed_cache_ = false;           // 4-bit cache: CPU attention at cpu_cache_attention_flops_per_s
   ScheduleKind kind_;
 };
 

@@ -54,6 +54,7 @@ struct CpuAttentionMeasurement {
   int threads = 0;
   // units * 4 * positions * head_dim per pass (scores and weighted sum) over its time.
   std::vector<double> flops_per_s;
+  bool compressed = false;  // 4-bit cache rows (dequantized on the fly) instead of fp16
 };
 
 struct HostMeasurements {

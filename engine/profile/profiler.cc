@@ -10,10 +10,13 @@
 #include <cstring>
 #include <memory>
 #include <system_error>
+#include <span>
 #include <thread>
+#include <vector>
 
 #include "engine/core/error.h"
 #include "engine/core/format.h"
+#include "engine/compress/quant4.h"
 #include "engine/core/parallel.h"
 #include "engine/runtime/disk_store.h"
 #include "engine/runtime/cpu_attention.h"
@@ -234,7 +237,7 @@ HostMemoryMeasurement measure_host_memory(Bytes buffer_bytes, int passes) {
 }
 
 CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t head_dim,
-                                              std::int64_t positions, int passes) {
+                                              std::int64_t positions, int passes, bool compressed) {
   FLEXGEN_REQUIRE(units >= 1 && head_dim >= 1 && positions >= 1 && passes >= 1,
                   "profile: CPU attention needs positive units, head_dim, positions and passes (got ",
                   units, ", ", head_dim, ", ", positions, ", ", passes, ")");
@@ -243,6 +246,7 @@ CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t h
   m.head_dim = head_dim;
   m.positions = positions;
   m.threads = parallel_threads();
+  m.compressed = compressed;
 
   // The CUDA backend's delegated attention (cpu_delegation: cpu_decode_attention_f16) over fp16
   // rows in the home layout [positions, units, head_dim], the last position being the new token.
@@ -281,6 +285,32 @@ CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t h
   batch.values = reinterpret_cast<std::byte*>(values.get());
   batch.row_bytes = head_dim * 2;
   batch.out = out.get();
+  // 4-bit rows: every row (head_dim values) quantized on its own, as the runtime stores them.
+  std::unique_ptr<std::byte[]> q4_keys, q4_values;
+  if (compressed) {
+    const QuantSpec qs = cache_quant_spec(ScaleType::kFloat16);
+    const Bytes row = quantized_bytes(Shape{1, head_dim}, qs);
+    const std::int64_t rows = units * positions;
+    q4_keys.reset(new std::byte[static_cast<std::size_t>(rows * row)]);
+    q4_values.reset(new std::byte[static_cast<std::size_t>(rows * row)]);
+    auto pack = [&](const std::uint16_t* src, std::byte* dst) {
+      parallel_for(rows, 1024, [&](std::int64_t b, std::int64_t e) {
+        std::vector<float> x(static_cast<std::size_t>(head_dim));
+        for (std::int64_t r = b; r < e; ++r) {
+          for (std::int64_t i = 0; i < head_dim; ++i) {
+            x[static_cast<std::size_t>(i)] = half_to_float(src[r * head_dim + i]);
+          }
+          quantize(x, Shape{1, head_dim}, qs, std::span<std::byte>(dst + r * row, static_cast<std::size_t>(row)));
+        }
+      });
+    };
+    pack(keys.get(), q4_keys.get());
+    pack(values.get(), q4_values.get());
+    batch.keys = q4_keys.get();
+    batch.values = q4_values.get();
+    batch.row_bytes = row;
+    batch.compressed = true;
+  }
 
   const double flops = static_cast<double>(units) * 4.0 * static_cast<double>(positions) *
                        static_cast<double>(head_dim);
@@ -323,6 +353,17 @@ HostMeasurements profile_host(const HostProfileOptions& options) {
     h.cpu_attention.push_back(measure_cpu_attention(options.attention_units,
                                                     options.attention_head_dim, positions,
                                                     options.attention_passes));
+  }
+  // The same kernel over a 4-bit cache (CPU delegation with --compress-cache), at the first
+  // number of positions.
+  if (!options.attention_positions.empty()) {
+    const std::int64_t positions = options.attention_positions.front();
+    if (options.progress) {
+      options.progress(str_cat("CPU attention, 4-bit cache: ", options.attention_units, " units x ", positions,
+                               " positions x head_dim ", options.attention_head_dim));
+    }
+    h.cpu_attention.push_back(measure_cpu_attention(options.attention_units, options.attention_head_dim, positions,
+                                                    options.attention_passes, true));
   }
   return h;
 }

@@ -49,9 +49,10 @@ HostMemoryMeasurement measure_host_memory(Bytes buffer_bytes, int passes);
 
 // `passes` timed passes (after one untimed) of decode attention with cpu_decode_attention_f16 (the
 // CUDA backend's delegated attention, fp16 rows) over `units` units at `positions` positions,
-// split over the parallel_for threads. Random data.
+// split over the parallel_for threads. Random data. `compressed`: the rows 4-bit
+// (cache_quant_spec, fp16 parameters), as with --compress-cache.
 CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t head_dim,
-                                              std::int64_t positions, int passes);
+                                              std::int64_t positions, int passes, bool compressed = false);
 
 // Everything above plus the capacities.
 HostMeasurements profile_host(const HostProfileOptions& options);

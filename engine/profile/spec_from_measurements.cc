@@ -54,8 +54,16 @@ std::string host_description(const HostMeasurements& host) {
       << " decode units of head_dim " << a.head_dim << " on " << a.threads
       << " threads, 4 * positions * head_dim FLOPs per unit as the schedule counts them, median over"
       << " positions";
-    for (const CpuAttentionMeasurement& c : host.cpu_attention) d << " " << c.positions;
+    for (const CpuAttentionMeasurement& c : host.cpu_attention) {
+      if (!c.compressed) d << " " << c.positions;
+    }
     d << " of each one's median of " << a.flops_per_s.size() << " passes. ";
+    for (const CpuAttentionMeasurement& c : host.cpu_attention) {
+      if (c.compressed) {
+        d << "cpu_cache_attention_flops_per_s: the same kernel over 4-bit cache rows (dequantized as it reads"
+          << " them) at " << c.positions << " positions, median of " << c.flops_per_s.size() << " passes. ";
+      }
+    }
   }
   d << "cpu_memory_bytes: physical memory (sysconf); disk_bytes: free space of " << disk.directory
     << " (statvfs) at the time of the run.";
@@ -111,9 +119,10 @@ FlopsPerSecond gpu_attention_flops_per_s(const std::vector<GpuAttentionMeasureme
   return median_of(per_shape, str_cat("the ", phase_name(phase), " GPU attention shapes"));
 }
 
-FlopsPerSecond cpu_attention_flops_per_s(const std::vector<CpuAttentionMeasurement>& attention) {
+FlopsPerSecond cpu_attention_flops_per_s(const std::vector<CpuAttentionMeasurement>& attention, bool compressed) {
   std::vector<double> per_shape;
   for (const CpuAttentionMeasurement& a : attention) {
+    if (a.compressed != compressed) continue;
     per_shape.push_back(
         median_of(a.flops_per_s, str_cat("CPU attention at ", a.positions, " positions")));
   }
@@ -160,6 +169,9 @@ HardwareSpec spec_from_measurements(const HostMeasurements& host, const GpuMeasu
   spec.gpu_attention_prefill_flops_per_s = gpu_attention_flops_per_s(gpu.attention, Phase::kPrefill);
   spec.gpu_attention_decode_flops_per_s = gpu_attention_flops_per_s(gpu.attention, Phase::kDecode);
   spec.cpu_attention_flops_per_s = cpu_attention_flops_per_s(host.cpu_attention);
+  const bool have_q4 = std::any_of(host.cpu_attention.begin(), host.cpu_attention.end(),
+                                   [](const CpuAttentionMeasurement& a) { return a.compressed; });
+  spec.cpu_cache_attention_flops_per_s = have_q4 ? cpu_attention_flops_per_s(host.cpu_attention, true) : 0.0;
   spec.gpu_memory_bytes_per_s = gpu_memory_bytes_per_s(gpu.memory);
   spec.cpu_memory_bytes_per_s = median_of(host.memory.copy_bytes_per_s, "host memcpy passes");
   spec.gpu_dequant_bytes_per_s = gpu_dequant_bytes_per_s(gpu.dequant, "weight");
@@ -233,6 +245,7 @@ nlohmann::json measurements_json(const HostMeasurements& host, const GpuMeasurem
                              {"head_dim", a.head_dim},
                              {"positions", a.positions},
                              {"threads", a.threads},
+                             {"compressed", a.compressed},
                              {"flops_per_s", samples_json(a.flops_per_s, "CPU attention")}});
   }
   const DiskMeasurement& disk = host.disk;

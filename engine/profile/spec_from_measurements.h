@@ -9,6 +9,7 @@
 //                                       median
 //   gpu_attention_{prefill,decode}_flops_per_s   likewise over the attention shapes
 //   cpu_attention_flops_per_s           median over the positions of each one's median
+//   cpu_cache_attention_flops_per_s     the same kernel over 4-bit cache rows (0 without)
 //   gpu_memory_bytes_per_s              the larger of the medians of cudaMemcpy device-to-device
 //                                       and of the copy kernel
 //   cpu_memory_bytes_per_s              median of the memcpy passes
@@ -39,7 +40,9 @@ std::string default_spec_name(const std::string& device_name);
 FlopsPerSecond gemm_flops_per_s(const std::vector<GemmMeasurement>& gemms, Phase phase);
 FlopsPerSecond gpu_attention_flops_per_s(const std::vector<GpuAttentionMeasurement>& attention,
                                          Phase phase);
-FlopsPerSecond cpu_attention_flops_per_s(const std::vector<CpuAttentionMeasurement>& attention);
+// Over the fp16 measurements, or with `compressed` the 4-bit-cache ones.
+FlopsPerSecond cpu_attention_flops_per_s(const std::vector<CpuAttentionMeasurement>& attention,
+                                         bool compressed = false);
 BytesPerSecond gpu_memory_bytes_per_s(const GpuMemoryMeasurement& memory);
 // Median over the dequantization shapes of each one's median; median of the task times.
 // Median over the shapes whose `what` starts with `kind` ("weight" or "cache") of each one's median;

@@ -237,6 +237,33 @@ TEST(CostModelGolden, CpuDelegation) {
   EXPECT_NEAR(e.decode_s, decode, 1e-12);
 }
 
+// A 4-bit cache on the CPU with delegation: the CPU attention's FLOPs (16384 (p + 1) at p = 128, as
+// above) at cpu_cache_attention_flops_per_s when the file has it (here 0.004e12, slower than
+// fp16's 0.0123e12 and than the bytes at 100e9 B/s), else at cpu_attention_flops_per_s.
+TEST(CostModelGolden, CpuDelegationOverA4BitCache) {
+  PolicyConfig c;
+  c.gpu_batch_size = 4;
+  c.num_gpu_batches = 2;
+  c.set_percent({100, 0, 0, 100, 100, 0});
+  c.cpu_cache_compute = true;
+  c.compress_cache = true;
+  Workload w;
+  w.prompt_len = 128;
+  w.gen_len = 4;
+  w.num_sequences = 8;
+  const Plan p = make_plan(spec(), w, Policy::create(c));
+  const Schedule s = make_schedule(p, ScheduleKind::kZigZag);
+  HardwareSpec hw = t4();
+  EXPECT_DOUBLE_EQ(task_cost(find(s, TaskKind::kCpuAttention, 1, 1, 0), p, hw).attention, 16384.0 * 129 / kCpuFlops);
+  hw.cpu_cache_attention_flops_per_s = 0.004e12;
+  EXPECT_DOUBLE_EQ(task_cost(find(s, TaskKind::kCpuAttention, 1, 1, 0), p, hw).attention, 16384.0 * 129 / 0.004e12);
+  // fp16 rows keep the fp16 rate.
+  const Plan f = make({100, 0, 0, 100, 100, 0}, /*delegate=*/true);
+  EXPECT_DOUBLE_EQ(task_cost(find(make_schedule(f, ScheduleKind::kZigZag), TaskKind::kCpuAttention, 1, 1, 0), f, hw)
+                       .attention,
+                   16384.0 * 129 / kCpuFlops);
+}
+
 // The measured refinements (flexgen profile): a 4-bit dequantization rate D and a fixed time O per
 // GPU compute task. 4-bit weights all on the GPU: the decode `compute` of gpu batch 0 dequantizes
 // the whole layer's 4-bit weights once for the block — q, k, v, out [1024, 1024] and fc1, fc2

@@ -146,8 +146,14 @@ TEST(HostProfile, ProfileHostFillsEveryField) {
   EXPECT_GE(h.hardware_threads, 1);
   EXPECT_EQ(h.disk.total_bytes, 4 * kMiB);
   EXPECT_EQ(h.memory.copy_bytes_per_s.size(), 2u);
-  ASSERT_EQ(h.cpu_attention.size(), 2u);
+  // One fp16 measurement per number of positions, then the 4-bit cache at the first.
+  ASSERT_EQ(h.cpu_attention.size(), 3u);
   EXPECT_EQ(h.cpu_attention[1].positions, 128);
+  EXPECT_FALSE(h.cpu_attention[1].compressed);
+  EXPECT_TRUE(h.cpu_attention[2].compressed);
+  EXPECT_EQ(h.cpu_attention[2].positions, h.cpu_attention[0].positions);
+  EXPECT_EQ(h.cpu_attention[2].flops_per_s.size(), 2u);
+  for (double r : h.cpu_attention[2].flops_per_s) EXPECT_GT(r, 0.0);
   EXPECT_GE(lines, 4);  // disk write, disk read, memory, attention ...
   EXPECT_TRUE(std::filesystem::is_directory(dir.path() / "offload"));  // created
 }

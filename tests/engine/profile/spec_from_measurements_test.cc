@@ -123,6 +123,7 @@ TEST(ProfileSpec, ReducesHandMadeMeasurementsToTheExpectedFields) {
   EXPECT_DOUBLE_EQ(spec.gpu_attention_prefill_flops_per_s, 100e12);
   EXPECT_DOUBLE_EQ(spec.gpu_attention_decode_flops_per_s, 3.5e12);
   EXPECT_DOUBLE_EQ(spec.cpu_attention_flops_per_s, 3.5e10);
+  EXPECT_EQ(spec.cpu_cache_attention_flops_per_s, 0.0);  // no 4-bit measurement in fake_host()
   EXPECT_DOUBLE_EQ(spec.gpu_memory_bytes_per_s, 2.9e12);
   EXPECT_DOUBLE_EQ(spec.cpu_memory_bytes_per_s, 85e9);
   for (const char* needle : {"2025-01-02", "NVIDIA H100 80GB HBM3", "driver API 13.0", "O_DIRECT",
@@ -147,6 +148,14 @@ TEST(ProfileSpec, DequantizationAndTaskOverheadAreMediansWhenMeasured) {
   EXPECT_DOUBLE_EQ(spec.gpu_task_overhead_s, 25e-6);
   EXPECT_THAT(spec.description, HasSubstr("cache rows 1048576 x 128"));
   EXPECT_THAT(spec.description, HasSubstr("gpu_task_overhead_s"));
+  // A 4-bit-cache CPU attention measurement: its own field, the fp16 rate unchanged (the median of
+  // 2e10 and 3e10, and of 5e10: 3.5e10).
+  HostMeasurements host = fake_host();
+  host.cpu_attention.push_back({1024, 128, 512, 16, {1e10, 0.8e10, 1.2e10}, true});
+  spec = spec_from_measurements(host, gpu, "h", "2025-01-02");
+  EXPECT_DOUBLE_EQ(spec.cpu_cache_attention_flops_per_s, 1e10);
+  EXPECT_DOUBLE_EQ(spec.cpu_attention_flops_per_s, 3.5e10);
+  EXPECT_THAT(spec.description, HasSubstr("cpu_cache_attention_flops_per_s"));
   EXPECT_EQ(HardwareSpec::from_json(nlohmann::json::parse(spec.to_json().dump()), "round trip"), spec);
   const nlohmann::json m = measurements_json(fake_host(), &gpu, "h", "2025-01-02");
   EXPECT_EQ(m["gpu"]["dequant"].size(), 3u);
