@@ -1,12 +1,13 @@
 """Ablation figures: the simulated T4 (results/sweeps/ablation-t4.jsonl) against the paper's
-Table 4, and the H200 engine runs (results/sweeps/ablation-h200.jsonl), measured vs predicted."""
+Table 4, and the engine runs on each lent GPU (results/sweeps/ablation-h200.jsonl, ablation-h100.jsonl),
+measured vs predicted."""
 import sys
 
 import json
 import matplotlib.pyplot as plt
 
 from common import PAPER_T4_ABLATION, latest, ok, provenance, rows, save
-from validation import VALIDATION
+from validation import ENGINE_TAGS, validation_path
 
 PAPER_LABEL = {  # our point label -> the paper's ablation row
     "paper policy": "all optimizations",
@@ -51,8 +52,9 @@ def t4():
     return save(fig, "ablation-t4")
 
 
-def h200():
-    rs = latest(rows("ablation-h200"))
+def engine(tag):
+    """The engine runs of results/sweeps/ablation-<tag>.jsonl, measured vs predicted."""
+    rs = latest(rows(f"ablation-{tag}"))
     if not rs:
         return []
     done = ok(rs)
@@ -63,7 +65,7 @@ def h200():
     # Predictions of the current cost model (results/validation/ablation-h200.json, written by
     # make_all.py --flexgen) where there are any; else those recorded at the sweep's commit.
     validation = {}
-    vpath = VALIDATION
+    vpath = validation_path(tag)
     if vpath.exists():
         validation = {v["id"]: v for v in json.load(open(vpath)).get("runs", [])}
     current = bool(validation)
@@ -71,8 +73,8 @@ def h200():
             r.get("predicted", {}).get("throughput_tok_s", 0) for r in rs]
     ax.barh([i - 0.2 for i in y], meas, height=0.4, color="#4c72b0", label="measured (CUDA backend)")
     ax.barh([i + 0.2 for i in y], pred, height=0.4, color="#dd8452",
-            label=("predicted (current cost model, h200-measured)" if current else
-                   "predicted (cost model at the sweep's commit, h200-measured)"))
+            label=(f"predicted (current cost model, {tag}-measured)" if current else
+                   f"predicted (cost model at the sweep's commit, {tag}-measured)"))
     xmin = min([v for v in meas + pred if v > 0] or [1]) / 3
     ax.set_xlim(left=xmin)
     for i, r in enumerate(rs):
@@ -89,11 +91,11 @@ def h200():
                  fontsize=9)
     ax.grid(axis="x", which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    return save(fig, "ablation-h200")
+    return save(fig, f"ablation-{tag}")
 
 
 def main():
-    for p in t4() + h200():
+    for p in t4() + [q for tag in ENGINE_TAGS for q in engine(tag)]:
         print(p)
 
 

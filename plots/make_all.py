@@ -1,5 +1,5 @@
 """Draws every figure whose results exist: runs `flexgen validate --json` on the H200 ablation
-(results/validation/ablation-h200.json) when a flexgen binary is given, then each plotting script.
+(results/validation/ablation-<tag>.json) when a flexgen binary is given, then each plotting script.
 Usage: python3 plots/make_all.py [--flexgen build/release/engine/flexgen]
 With FLEXGEN_RESULTS / FLEXGEN_FIGURES set, reads and writes there instead of results/ and plots/figures/."""
 import argparse
@@ -21,9 +21,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--flexgen", help="flexgen binary, to recompute the validation")
     args = parser.parse_args()
-    results = common.RESULTS / "ablation-h200.jsonl"
-    if args.flexgen and results.exists():
-        out = validation.VALIDATION
+    for tag in validation.ENGINE_TAGS:
+        results = common.RESULTS / f"ablation-{tag}.jsonl"
+        if not (args.flexgen and results.exists()):
+            continue
+        out = validation.validation_path(tag)
         out.parent.mkdir(parents=True, exist_ok=True)
         v = subprocess.run([args.flexgen, "validate", "--json", str(results)], capture_output=True, text=True)
         if v.returncode != 0:

@@ -1,7 +1,7 @@
-"""Cost-model validation: predicted vs measured throughput of every engine run of
-results/sweeps/ablation-h200.jsonl, and predicted vs measured busy time per task kind. The
-predictions are recomputed with the current cost model by `flexgen validate --json`
-(results/validation/ablation-h200.json, written by plots/make_all.py)."""
+"""Cost-model validation, per lent GPU (ENGINE_TAGS): predicted vs measured throughput of every
+engine run of results/sweeps/ablation-<tag>.jsonl, and predicted vs measured busy time per task
+kind. The predictions are recomputed with the current cost model by `flexgen validate --json`
+(results/validation/ablation-<tag>.json, written by plots/make_all.py)."""
 import json
 import sys
 
@@ -9,13 +9,24 @@ import matplotlib.pyplot as plt
 
 from common import RESULTS, save
 
-VALIDATION = RESULTS.parent / "validation" / "ablation-h200.json"
+ENGINE_TAGS = ("h200", "h100")
+
+
+def validation_path(tag):
+    return RESULTS.parent / "validation" / f"ablation-{tag}.json"
 
 
 def main():
-    if not VALIDATION.exists():
+    for tag in ENGINE_TAGS:
+        plot(tag)
+    return 0
+
+
+def plot(tag):
+    path = validation_path(tag)
+    if not path.exists():
         return 0
-    v = json.loads(VALIDATION.read_text())
+    v = json.loads(path.read_text())
     runs = v["runs"]
     if not runs:
         return 0
@@ -54,7 +65,7 @@ def main():
     b.legend(fontsize=8)
     hw = sorted({r["hardware"] for r in runs})
     fig.suptitle(f"Cost model vs measurements (predicted on {', '.join(hw)})", fontsize=10)
-    for p in save(fig, "validation-h200"):
+    for p in save(fig, f"validation-{tag}"):
         print(p)
     return 0
 
