@@ -166,6 +166,32 @@ void reference_left_pad(const ModelSpec& spec,
   }
 }
 
+std::vector<std::vector<double>> teacher_forced_deficits(const ModelSpec& spec,
+                                                         const std::vector<std::vector<std::int32_t>>& prompts,
+                                                         const std::vector<std::vector<std::int32_t>>& generated,
+                                                         ReferenceOptions options, const ReferenceLogits& logits) {
+  std::size_t longest = 0;
+  std::vector<std::vector<std::int32_t>> sequences;
+  for (std::size_t s = 0; s < generated.size(); ++s) {
+    longest = std::max(longest, prompts[s].size());
+    sequences.push_back(prompts[s]);
+    sequences.back().insert(sequences.back().end(), generated[s].begin(), generated[s].end());
+  }
+  std::vector<std::vector<std::int32_t>> ids;
+  std::vector<std::vector<int>> mask;
+  reference_left_pad(spec, sequences, ids, mask);
+  options.first_decode_position = longest;
+  const Logits3 all = logits(ids, mask, options);
+  std::vector<std::vector<double>> out(generated.size());
+  for (std::size_t s = 0; s < generated.size(); ++s) {
+    for (std::size_t i = 0; i < generated[s].size(); ++i) {
+      const std::vector<double>& row = all[s][longest - 1 + i];
+      out[s].push_back(*std::max_element(row.begin(), row.end()) - row[static_cast<std::size_t>(generated[s][i])]);
+    }
+  }
+  return out;
+}
+
 std::vector<std::vector<std::int32_t>> reference_greedy(
     const ModelSpec& spec, const OptWeights& weights,
     const std::vector<std::vector<std::int32_t>>& prompts, int new_tokens,

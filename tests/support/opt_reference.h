@@ -38,6 +38,19 @@ void reference_left_pad(const ModelSpec& spec,
                         std::vector<std::vector<std::int32_t>>& ids,
                         std::vector<std::vector<int>>& mask);
 
+// Teacher-forced deficits: per sequence and generated token, how far its logit is below the best
+// one when the reference is fed the prompt and the tokens generated before it (prompts and tokens
+// left-padded together, as the greedy references pad them; options.first_decode_position set to
+// the longest prompt). `logits` computes the reference's logits (reference_opt_logits or
+// reference_llama_logits bound to their weights).
+using ReferenceLogits = std::function<Logits3(const std::vector<std::vector<std::int32_t>>& ids,
+                                              const std::vector<std::vector<int>>& mask,
+                                              const ReferenceOptions& options)>;
+std::vector<std::vector<double>> teacher_forced_deficits(const ModelSpec& spec,
+                                                         const std::vector<std::vector<std::int32_t>>& prompts,
+                                                         const std::vector<std::vector<std::int32_t>>& generated,
+                                                         ReferenceOptions options, const ReferenceLogits& logits);
+
 // Greedy decoding the slow way: at every step left-pads the prompts plus the tokens so far,
 // recomputes the whole forward and takes the argmax of the last position (ties: lowest id).
 // Returns new_tokens tokens per sequence (no stop token).

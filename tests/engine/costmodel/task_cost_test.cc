@@ -59,7 +59,8 @@ ModelSpec spec() {
   return m;
 }
 
-Plan make(std::array<double, 6> percent, bool delegate = false, bool overlap = true, bool compress_weight = false) {
+Plan make(std::array<double, 6> percent, bool delegate = false, bool overlap = true, bool compress_weight = false,
+          bool compress_cache = false) {
   PolicyConfig c;
   c.gpu_batch_size = 4;
   c.num_gpu_batches = 2;
@@ -67,6 +68,7 @@ Plan make(std::array<double, 6> percent, bool delegate = false, bool overlap = t
   c.cpu_cache_compute = delegate;
   c.overlap = overlap;
   c.compress_weight = compress_weight;
+  c.compress_cache = compress_cache;
   Workload w;
   w.prompt_len = 128;
   w.gen_len = 4;
@@ -241,17 +243,7 @@ TEST(CostModelGolden, CpuDelegation) {
 // above) at cpu_cache_attention_flops_per_s when the file has it (here 0.004e12, slower than
 // fp16's 0.0123e12 and than the bytes at 100e9 B/s), else at cpu_attention_flops_per_s.
 TEST(CostModelGolden, CpuDelegationOverA4BitCache) {
-  PolicyConfig c;
-  c.gpu_batch_size = 4;
-  c.num_gpu_batches = 2;
-  c.set_percent({100, 0, 0, 100, 100, 0});
-  c.cpu_cache_compute = true;
-  c.compress_cache = true;
-  Workload w;
-  w.prompt_len = 128;
-  w.gen_len = 4;
-  w.num_sequences = 8;
-  const Plan p = make_plan(spec(), w, Policy::create(c));
+  const Plan p = make({100, 0, 0, 100, 100, 0}, /*delegate=*/true, true, false, /*compress_cache=*/true);
   const Schedule s = make_schedule(p, ScheduleKind::kZigZag);
   HardwareSpec hw = t4();
   EXPECT_DOUBLE_EQ(task_cost(find(s, TaskKind::kCpuAttention, 1, 1, 0), p, hw).attention, 16384.0 * 129 / kCpuFlops);

@@ -151,29 +151,11 @@ constexpr double kMeanLogitSlack = 0.04;
 // the same positions), per sequence.
 std::vector<std::vector<double>> logit_deficits(const std::vector<std::vector<std::int32_t>>& prompts_used,
                                                 const std::vector<std::vector<std::int32_t>>& got,
-                                                testing::ReferenceOptions ref) {
-  std::size_t longest = 0;
-  std::vector<std::vector<std::int32_t>> sequences;
-  for (std::size_t s = 0; s < got.size(); ++s) {
-    longest = std::max(longest, prompts_used[s].size());
-    sequences.push_back(prompts_used[s]);
-    sequences.back().insert(sequences.back().end(), got[s].begin(), got[s].end());
-  }
-  std::vector<std::vector<std::int32_t>> ids;
-  std::vector<std::vector<int>> mask;
-  testing::reference_left_pad(spec(), sequences, ids, mask);
-  ref.first_decode_position = longest;
-  const auto logits = testing::reference_opt_logits(spec(), weights(), ids, mask, ref);
-  std::vector<std::vector<double>> out;
-  for (std::size_t s = 0; s < got.size(); ++s) {
-    std::vector<double> d;
-    for (std::size_t i = 0; i < got[s].size(); ++i) {
-      const std::vector<double>& row = logits[s][longest - 1 + i];
-      d.push_back(*std::max_element(row.begin(), row.end()) - row[static_cast<std::size_t>(got[s][i])]);
-    }
-    out.push_back(d);
-  }
-  return out;
+                                                const testing::ReferenceOptions& ref) {
+  return testing::teacher_forced_deficits(spec(), prompts_used, got, ref,
+                                          [](const auto& ids, const auto& mask, const auto& options) {
+                                            return testing::reference_opt_logits(spec(), weights(), ids, mask, options);
+                                          });
 }
 
 void expect_near_reference(const std::vector<std::vector<std::int32_t>>& got, std::int64_t count,

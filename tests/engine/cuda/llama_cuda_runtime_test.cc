@@ -164,27 +164,11 @@ Expected reference(const LlamaWeights& w, const std::vector<std::vector<std::int
 std::vector<std::vector<double>> teacher_forced_deficits(const ModelSpec& m, const LlamaWeights& w,
                                                          const std::vector<std::vector<std::int32_t>>& ps,
                                                          const std::vector<std::vector<std::int32_t>>& got,
-                                                         testing::ReferenceOptions options) {
-  std::size_t longest = 0;
-  std::vector<std::vector<std::int32_t>> sequences;
-  for (std::size_t s = 0; s < got.size(); ++s) {
-    longest = std::max(longest, ps[s].size());
-    sequences.push_back(ps[s]);
-    sequences.back().insert(sequences.back().end(), got[s].begin(), got[s].end());
-  }
-  std::vector<std::vector<std::int32_t>> ids;
-  std::vector<std::vector<int>> mask;
-  testing::reference_left_pad(m, sequences, ids, mask);
-  options.first_decode_position = longest;
-  const auto logits = testing::reference_llama_logits(m, w, ids, mask, options);
-  std::vector<std::vector<double>> out(got.size());
-  for (std::size_t s = 0; s < got.size(); ++s) {
-    for (std::size_t i = 0; i < got[s].size(); ++i) {
-      const std::vector<double>& row = logits[s][longest - 1 + i];
-      out[s].push_back(*std::max_element(row.begin(), row.end()) - row[static_cast<std::size_t>(got[s][i])]);
-    }
-  }
-  return out;
+                                                         const testing::ReferenceOptions& options) {
+  return testing::teacher_forced_deficits(m, ps, got, options,
+                                          [&](const auto& ids, const auto& mask, const auto& o) {
+                                            return testing::reference_llama_logits(m, w, ids, mask, o);
+                                          });
 }
 
 void expect_teacher_forced(const ModelSpec& m, const LlamaWeights& w, const std::vector<std::vector<std::int32_t>>& ps,
