@@ -10,9 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <system_error>
-#include <span>
 #include <thread>
-#include <vector>
 
 #include "engine/core/error.h"
 #include "engine/core/format.h"
@@ -288,20 +286,13 @@ CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t h
   // 4-bit rows: every row (head_dim values) quantized on its own, as the runtime stores them.
   std::unique_ptr<std::byte[]> q4_keys, q4_values;
   if (compressed) {
-    const QuantSpec qs = cache_quant_spec(ScaleType::kFloat16);
-    const Bytes row = quantized_bytes(Shape{1, head_dim}, qs);
+    const Bytes row = quantized_bytes(Shape{1, head_dim}, cache_quant_spec(ScaleType::kFloat16));
     const std::int64_t rows = units * positions;
     q4_keys.reset(new std::byte[static_cast<std::size_t>(rows * row)]);
     q4_values.reset(new std::byte[static_cast<std::size_t>(rows * row)]);
     auto pack = [&](const std::uint16_t* src, std::byte* dst) {
       parallel_for(rows, 1024, [&](std::int64_t b, std::int64_t e) {
-        std::vector<float> x(static_cast<std::size_t>(head_dim));
-        for (std::int64_t r = b; r < e; ++r) {
-          for (std::int64_t i = 0; i < head_dim; ++i) {
-            x[static_cast<std::size_t>(i)] = half_to_float(src[r * head_dim + i]);
-          }
-          quantize(x, Shape{1, head_dim}, qs, std::span<std::byte>(dst + r * row, static_cast<std::size_t>(row)));
-        }
+        for (std::int64_t r = b; r < e; ++r) quantize_cache_row_f16(src + r * head_dim, head_dim, dst + r * row, row);
       });
     };
     pack(keys.get(), q4_keys.get());

@@ -66,10 +66,7 @@ void append_row(const CpuAttentionBatch& a, std::byte* base, const std::uint16_t
     std::memcpy(dst, row, static_cast<std::size_t>(a.head_dim) * 2);
     return;
   }
-  std::vector<float> x(static_cast<std::size_t>(a.head_dim));
-  for (std::int64_t d = 0; d < a.head_dim; ++d) x[static_cast<std::size_t>(d)] = half_to_float(row[d]);
-  quantize(x, Shape{1, a.head_dim}, cache_quant_spec(ScaleType::kFloat16),
-           std::span<std::byte>(dst, static_cast<std::size_t>(a.row_bytes)));
+  quantize_cache_row_f16(row, a.head_dim, dst, a.row_bytes);
 }
 
 void decode_row(const CpuAttentionBatch& a, const std::byte* src, float* out) {
@@ -185,6 +182,13 @@ void attend_dense_f16(const CpuAttentionBatch& a) {
 }
 
 }  // namespace
+
+void quantize_cache_row_f16(const std::uint16_t* row, std::int64_t head_dim, std::byte* dst, Bytes row_bytes) {
+  std::vector<float> x(static_cast<std::size_t>(head_dim));
+  for (std::int64_t d = 0; d < head_dim; ++d) x[static_cast<std::size_t>(d)] = half_to_float(row[d]);
+  quantize(x, Shape{1, head_dim}, cache_quant_spec(ScaleType::kFloat16),
+           std::span<std::byte>(dst, static_cast<std::size_t>(row_bytes)));
+}
 
 void cpu_decode_attention_f16(const CpuAttentionBatch& a) {
   if (a.units == 0) return;

@@ -39,4 +39,8 @@ struct CpuAttentionBatch {
 // unit_attention (T = 1), sparse as select_top_k + sparse_unit_attention (unit_attention.h).
 void cpu_decode_attention_f16(const CpuAttentionBatch& batch);
 
+// One fp16 row of head_dim values as a 4-bit cache row (cache_quant_spec, fp16 parameters) of
+// row_bytes at dst: how the delegated attention stores new rows of a compressed cache.
+void quantize_cache_row_f16(const std::uint16_t* row, std::int64_t head_dim, std::byte* dst, Bytes row_bytes);
+
 }  // namespace flexgen
