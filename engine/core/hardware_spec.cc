@@ -1,5 +1,6 @@
 #include "engine/core/hardware_spec.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -66,14 +67,18 @@ const std::initializer_list<std::string_view> kKnownKeys = {
     "gpu_dequant_bytes_per_s",
     "gpu_cache_dequant_bytes_per_s",
     "cpu_cache_attention_flops_per_s",
+    "disk_read_latency_s",
+    "disk_write_latency_s",
 };
 
 // Optional refinements (absent: 0, the term is left out of the cost model).
-constexpr std::array<RateField, 4> kOptionalFields = {{
+constexpr std::array<RateField, 6> kOptionalFields = {{
     {"gpu_task_overhead_s", &HardwareSpec::gpu_task_overhead_s},
     {"gpu_dequant_bytes_per_s", &HardwareSpec::gpu_dequant_bytes_per_s},
     {"gpu_cache_dequant_bytes_per_s", &HardwareSpec::gpu_cache_dequant_bytes_per_s},
     {"cpu_cache_attention_flops_per_s", &HardwareSpec::cpu_cache_attention_flops_per_s},
+    {"disk_read_latency_s", &HardwareSpec::disk_read_latency_s},
+    {"disk_write_latency_s", &HardwareSpec::disk_write_latency_s},
 }};
 
 // A positive whole number of bytes: an integer, or a float with no fractional part (16e9) below
@@ -130,6 +135,11 @@ std::vector<std::string> HardwareSpec::numeric_fields() {
   for (const RateField& field : kRateFields) out.emplace_back(field.key);
   for (const RateField& field : kOptionalFields) out.emplace_back(field.key);
   return out;
+}
+
+bool HardwareSpec::optional_field(std::string_view key) {
+  return std::any_of(kOptionalFields.begin(), kOptionalFields.end(),
+                     [&](const RateField& field) { return field.key == key; });
 }
 
 HardwareSpec HardwareSpec::from_json(const nlohmann::json& json, const std::string& origin) {

@@ -4,6 +4,7 @@
 // simulator all read this type.
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -49,6 +50,11 @@ struct HardwareSpec {
                                               // weights' rate
   FlopsPerSecond cpu_cache_attention_flops_per_s = 0;  // delegated CPU attention over a 4-bit cache
                                               // (rows dequantized as read); 0: cpu_attention_flops_per_s
+  // Fixed time of one small disk request beyond its bytes at the streaming rate (a cache append of
+  // a few rows is an O_DIRECT read-modify-write of its edge blocks): the cost model adds it per
+  // request of a disk task (engine/costmodel/task_cost.h). 0: bytes only.
+  Seconds disk_read_latency_s = 0;
+  Seconds disk_write_latency_s = 0;
 
   // Throws flexgen::Error "invalid hardware '<name>': field '<key>' ..." for an empty name or a
   // number that is not positive and finite.
@@ -58,6 +64,8 @@ struct HardwareSpec {
 
   // The numeric fields' keys, in file order (the optional ones last).
   static std::vector<std::string> numeric_fields();
+  // Whether `key` is one of the optional refinements (which take 0: the term left out).
+  static bool optional_field(std::string_view key);
 
   // Strict parsing: every key above must be present (except description and the optional
   // refinements), no unknown keys. Byte

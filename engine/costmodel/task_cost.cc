@@ -55,6 +55,12 @@ TaskCostModel::TaskCostModel(const Plan& plan, const HardwareSpec& hardware, Sch
       if (t.encoding == Encoding::kQ4) q4_dense_bytes_[j] += static_cast<double>(shape_numel(t.shape)) * dense_element;
     }
   }
+  disk_weight_requests_.assign(plan.layers.size(), 0.0);
+  for (std::size_t j = 0; j < plan.layers.size(); ++j) {
+    for (const PlannedTensor& t : plan.layers[j].tensors) {
+      if (t.home == Tier::kDisk) disk_weight_requests_[j] += 1.0;
+    }
+  }
   const double head_dim = static_cast<double>(plan.spec.head_dim());
   double row_read = static_cast<double>(plan.cache.row_bytes);
   // A row serves the unit's queries_per_unit query heads (grouped-query attention), 2 head_dim
@@ -71,6 +77,18 @@ TaskCostModel::TaskCostModel(const Plan& plan, const HardwareSpec& hardware, Sch
     }
   }
   bytes_per_attention_flop_ = row_read / flops_per_row;
+}
+
+double TaskCostModel::disk_requests(const Task& task) const {
+  switch (task.kind) {
+    case TaskKind::kWeightRead: {
+      const auto j = static_cast<std::size_t>(task.layer);
+      return j < disk_weight_requests_.size() ? disk_weight_requests_[j] : 0.0;
+    }
+    case TaskKind::kCacheRead:
+    case TaskKind::kCacheWrite: return 2.0;  // the keys' region, then the values'
+    default: return 1.0;                     // a hidden state
+  }
 }
 
 double TaskCostModel::gemm_bytes(const Task& task) const {
@@ -91,9 +109,11 @@ TaskCost TaskCostModel::cost(const Task& task) const {
     case Resource::kD2H: c.link = ratio(static_cast<double>(task.bytes.d2h), hw.d2h_bytes_per_s); break;
     case Resource::kDiskRead:
       c.link = ratio(static_cast<double>(task.bytes.disk_read), hw.disk_read_bytes_per_s);
+      if (task.bytes.disk_read > 0) c.latency = disk_requests(task) * hw.disk_read_latency_s;
       break;
     case Resource::kDiskWrite:
       c.link = ratio(static_cast<double>(task.bytes.disk_write), hw.disk_write_bytes_per_s);
+      if (task.bytes.disk_write > 0) c.latency = disk_requests(task) * hw.disk_write_latency_s;
       break;
     case Resource::kGpuCompute: {
       if (task.gemm_flops > 0) {
@@ -130,7 +150,7 @@ TaskCost TaskCostModel::cost(const Task& task) const {
       }
       break;
   }
-  c.seconds = c.link + c.gemm + c.attention + c.weight_dequant + c.cache_dequant + c.overhead;
+  c.seconds = c.link + c.latency + c.gemm + c.attention + c.weight_dequant + c.cache_dequant + c.overhead;
   return c;
 }
 

@@ -3,7 +3,11 @@
 // seconds. Everything else in the cost model (the per-run estimate, the per-layer aggregate the LP
 // optimises, the simulator's task durations) is a sum or a max of these.
 //
-//   link task (h2d, d2h, disk read, disk write):  bytes / that link's rate
+//   link task (h2d, d2h, disk read, disk write):  bytes / that link's rate, and for a disk task
+//     with disk_read/write_latency_s in the file, that latency per request it makes: 2 for a
+//     cache read or write (the keys' region, then the values'), one per disk-homed tensor for a
+//     weight read, 1 for a hidden state. A cache append of a few rows is a small request whose
+//     time is mostly that latency (O_DIRECT rewrites its edge blocks), not its bytes.
 //   GPU compute:  gemm + attention, where
 //       gemm      = max(gemm_flops / gemm rate, gemm bytes / gpu_memory_bytes_per_s)
 //       attention = max(attention_flops / attention rate, attention bytes / gpu_memory_bytes_per_s)
@@ -28,7 +32,10 @@
 //   gpu_task_overhead_s: every GPU compute task costs that much more (its kernel launches and
 //     host work, which a decode step of a small batch does not hide).
 // Every term is a linear function of the task's bytes and FLOPs (or a constant), so a sum of task
-// costs is affine in the placement shares (what makes the LP's coefficients exact).
+// costs is affine in the placement shares (what makes the LP's coefficients exact), but for the
+// disk latency: a disk task exists (and pays it whole) as soon as any share is on disk, which the
+// LP's mix of pure placements prorates by the share (layer_model.h) — a lower bound there; the
+// per-run estimate and the simulator, which price the run's own tasks, pay it whole.
 #include <vector>
 
 #include "engine/core/hardware_spec.h"
@@ -40,8 +47,9 @@ namespace flexgen {
 
 struct TaskCost {
   Resource resource = Resource::kGpuCompute;
-  Seconds seconds = 0;         // link + gemm + attention + weight_dequant + cache_dequant + overhead
+  Seconds seconds = 0;         // link + latency + gemm + attention + weight_dequant + cache_dequant + overhead
   Seconds link = 0;            // bytes over the link / its rate
+  Seconds latency = 0;         // disk requests * the disk's per-request latency
   Seconds gemm = 0;            // matrix products (roofline of FLOPs and weight bytes)
   Seconds attention = 0;       // attention (roofline of FLOPs and cache bytes)
   Seconds weight_dequant = 0;  // 4-bit weights of the layer, once per layer step (measured rate only)
@@ -62,6 +70,8 @@ class TaskCostModel {
   // Bytes a GPU matrix-product task reads from GPU memory (weights, and for 4-bit weights the
   // decompression traffic).
   double gemm_bytes(const Task& task) const;
+  // Requests a disk task makes (what disk_read/write_latency_s is paid for).
+  double disk_requests(const Task& task) const;
   // Bytes of cache read per attention FLOP (1 for an fp16 cache, 2 for fp32; a 4-bit cache adds
   // the decompression traffic).
   double bytes_per_attention_flop() const { return bytes_per_attention_flop_; }
@@ -71,6 +81,7 @@ class TaskCostModel {
   std::vector<double> compute_gemm_bytes_;  // per schedule layer: bytes the `compute` task reads
   std::vector<double> post_gemm_bytes_;     // per schedule layer: bytes the `compute_post` task reads
   std::vector<double> q4_dense_bytes_;      // per schedule layer: dense bytes of its 4-bit weights
+  std::vector<double> disk_weight_requests_;  // per schedule layer: its disk-homed tensors
   double bytes_per_attention_flop_ = 0;
   double cache_dequant_bytes_per_flop_ = 0; // dense bytes a 4-bit cache dequantizes per attention FLOP
   bool compressed_cache_ = false;           // 4-bit cache: CPU attention at cpu_cache_attention_flops_per_s

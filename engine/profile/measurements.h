@@ -35,6 +35,12 @@ struct DiskMeasurement {
   // Each transfer on its own (for the spread; the spec uses the whole-pass figures).
   std::vector<double> write_transfer_bytes_per_s;
   std::vector<double> read_transfer_bytes_per_s;
+  // Small requests as a cache append makes them: `small_bytes` (not a multiple of 4 KiB) at
+  // offsets that are not block-aligned, one after another, the seconds of each (O_DIRECT: a
+  // write reads and rewrites its partial edge blocks). Empty when not measured.
+  Bytes small_bytes = 0;
+  std::vector<double> small_write_seconds;
+  std::vector<double> small_read_seconds;
 };
 
 struct HostMemoryMeasurement {
@@ -52,9 +58,12 @@ struct CpuAttentionMeasurement {
   std::int64_t head_dim = 0;
   std::int64_t positions = 0;
   int threads = 0;
-  // units * 4 * positions * head_dim per pass (scores and weighted sum) over its time.
+  // units * 4 * positions * head_dim per call (scores and weighted sum), times the calls of a
+  // pass, over the pass's time. A pass repeats the kernel back to back (as a run calls it) for at
+  // least a minimum time, after a warm-up of a few such passes.
   std::vector<double> flops_per_s;
   bool compressed = false;  // 4-bit cache rows (dequantized on the fly) instead of fp16
+  int calls_per_pass = 1;   // kernel calls per timed pass
 };
 
 struct HostMeasurements {

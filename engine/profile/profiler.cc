@@ -120,6 +120,8 @@ HostProfileOptions HostProfileOptions::quick(std::filesystem::path offload_dir) 
   o.attention_units = 256;
   o.attention_positions = {512, 2048};
   o.attention_passes = 3;
+  o.attention_min_pass_s = 0.02;
+  o.disk_small_count = 16;
   return o;
 }
 
@@ -140,7 +142,7 @@ Bytes free_disk_bytes(const std::filesystem::path& directory) {
 }
 
 DiskMeasurement measure_disk(const std::filesystem::path& directory, Bytes total, Bytes transfer,
-                             const ProfileProgress& progress) {
+                             const ProfileProgress& progress, Bytes small_bytes, int small_count) {
   FLEXGEN_REQUIRE(total > 0 && total % kDiskAlignment == 0,
                   "profile: the disk test size must be a positive multiple of 4 KiB (got ", total,
                   " bytes)");
@@ -195,6 +197,36 @@ DiskMeasurement measure_disk(const std::filesystem::path& directory, Bytes total
   }
   m.write_bytes_per_s = static_cast<double>(total) / write_seconds;
   m.read_bytes_per_s = static_cast<double>(total) / read_seconds;
+
+  // Small requests, as the cache appends of a run make them: a size that is not a multiple of
+  // 4 KiB at offsets that are not block-aligned, one request at a time (the runtime waits for
+  // each), every request in a fresh stretch of the file; then read back in the same pieces.
+  if (small_count > 0 && small_bytes > 0) {
+    const Bytes stride = (small_bytes / kDiskAlignment + 2) * kDiskAlignment;
+    const std::int64_t count = std::min<std::int64_t>(small_count, total / stride);
+    m.small_bytes = small_bytes;
+    if (progress && count > 0) {
+      progress(str_cat("disk: ", count, " small requests of ", format_bytes(small_bytes),
+                       " at unaligned offsets, written then read"));
+    }
+    std::memset(read_buffer.get(), 0, static_cast<std::size_t>(std::min(transfer, small_bytes)));
+    const Bytes n = std::min(small_bytes, transfer);
+    for (std::int64_t i = 0; i < count; ++i) {
+      const Bytes offset = i * stride + 512 + 8 * (i % 7);
+      const auto start = Clock::now();
+      store.write_sync(region, write_buffer.get(), n, offset);
+      m.small_write_seconds.push_back(seconds_since(start));
+    }
+    for (std::int64_t i = 0; i < count; ++i) {
+      const Bytes offset = i * stride + 512 + 8 * (i % 7);
+      const auto start = Clock::now();
+      store.read_sync(region, read_buffer.get(), n, offset);
+      m.small_read_seconds.push_back(seconds_since(start));
+      FLEXGEN_REQUIRE(std::memcmp(read_buffer.get(), write_buffer.get(), static_cast<std::size_t>(n)) == 0,
+                      "profile: the disk test's small request read back different data than it wrote at offset ",
+                      offset, " of ", store.file_name());
+    }
+  }
   store.release(region);
   return m;
 }
@@ -235,7 +267,8 @@ HostMemoryMeasurement measure_host_memory(Bytes buffer_bytes, int passes) {
 }
 
 CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t head_dim,
-                                              std::int64_t positions, int passes, bool compressed) {
+                                              std::int64_t positions, int passes, bool compressed,
+                                              double min_pass_seconds) {
   FLEXGEN_REQUIRE(units >= 1 && head_dim >= 1 && positions >= 1 && passes >= 1,
                   "profile: CPU attention needs positive units, head_dim, positions and passes (got ",
                   units, ", ", head_dim, ", ", positions, ", ", passes, ")");
@@ -305,11 +338,19 @@ CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t h
 
   const double flops = static_cast<double>(units) * 4.0 * static_cast<double>(positions) *
                        static_cast<double>(head_dim);
-  cpu_decode_attention_f16(batch);  // warm-up
-  for (int p = 0; p < passes; ++p) {
+  // A run calls the kernel back to back, with the cores busy; one short call on idle cores meets
+  // them waking up (thread hand-off, clock ramp). So a pass repeats the kernel for at least
+  // min_pass_seconds, after a warm-up of two such passes.
+  auto timed_pass = [&](int calls) {
     const auto start = Clock::now();
-    cpu_decode_attention_f16(batch);
-    m.flops_per_s.push_back(flops / seconds_since(start));
+    for (int c = 0; c < calls; ++c) cpu_decode_attention_f16(batch);
+    return std::max(seconds_since(start), 1e-9);
+  };
+  const double first_call = timed_pass(1);
+  m.calls_per_pass = static_cast<int>(std::clamp(std::ceil(min_pass_seconds / first_call), 1.0, 1e6));
+  timed_pass(2 * m.calls_per_pass);  // warm-up
+  for (int p = 0; p < passes; ++p) {
+    m.flops_per_s.push_back(flops * static_cast<double>(m.calls_per_pass) / timed_pass(m.calls_per_pass));
   }
   for (std::int64_t i = 0; i < one; ++i) {
     const float v = half_to_float(out[static_cast<std::size_t>(i)]);
@@ -330,7 +371,7 @@ HostMeasurements profile_host(const HostProfileOptions& options) {
                   ec ? ": " + ec.message() : std::string(": not a directory"));
   h.disk_free_bytes = free_disk_bytes(options.offload_dir);
   h.disk = measure_disk(options.offload_dir, options.disk_bytes, options.disk_transfer_bytes,
-                        options.progress);
+                        options.progress, options.disk_small_bytes, options.disk_small_count);
   if (options.progress) {
     options.progress(str_cat("host memory: memcpy of ", format_bytes(options.memory_buffer_bytes),
                              " on ", parallel_threads(), " threads"));
@@ -343,7 +384,8 @@ HostMeasurements profile_host(const HostProfileOptions& options) {
     }
     h.cpu_attention.push_back(measure_cpu_attention(options.attention_units,
                                                     options.attention_head_dim, positions,
-                                                    options.attention_passes));
+                                                    options.attention_passes, false,
+                                                    options.attention_min_pass_s));
   }
   // The same kernel over a 4-bit cache (CPU delegation with --compress-cache), at the first
   // number of positions.
@@ -354,7 +396,8 @@ HostMeasurements profile_host(const HostProfileOptions& options) {
                                " positions x head_dim ", options.attention_head_dim));
     }
     h.cpu_attention.push_back(measure_cpu_attention(options.attention_units, options.attention_head_dim, positions,
-                                                    options.attention_passes, true));
+                                                    options.attention_passes, true,
+                                                    options.attention_min_pass_s));
   }
   return h;
 }

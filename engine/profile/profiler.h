@@ -17,12 +17,16 @@ struct HostProfileOptions {
   std::filesystem::path offload_dir;  // the disk measured: a DiskStore file in this directory
   Bytes disk_bytes = 2 * kGiB;        // written then read back
   Bytes disk_transfer_bytes = 64 * kMiB;
+  // Small requests (a cache append's size: 37 KiB and a bit, at unaligned offsets), each timed.
+  Bytes disk_small_bytes = 37 * kKiB + 96;
+  int disk_small_count = 64;
   Bytes memory_buffer_bytes = 1 * kGiB;  // memcpy source and destination, each
   int memory_passes = 5;
   std::int64_t attention_units = 1024;  // 32 sequences x 32 heads
   std::int64_t attention_head_dim = 128;
   std::vector<std::int64_t> attention_positions = {512, 1024, 2048};
   int attention_passes = 5;
+  double attention_min_pass_s = 0.05;  // each pass repeats the kernel for at least this long
   ProfileProgress progress;
 
   // The default run and the --quick one (smaller sizes, fewer passes).
@@ -37,22 +41,26 @@ Bytes physical_memory_bytes();
 Bytes free_disk_bytes(const std::filesystem::path& directory);
 
 // Writes `total` bytes (a multiple of 4 KiB) of random data through a DiskStore in `directory`,
-// in `transfer`-byte calls, then reads them back and checks a stamp in every 4 KiB block. Throws
-// flexgen::Error for a bad size, a directory that cannot be used, too little space, or data that
-// does not read back.
+// in `transfer`-byte calls, then reads them back and checks a stamp in every 4 KiB block; then
+// times `small_count` writes and reads of `small_bytes` each at unaligned offsets (as many as fit
+// `total`; none when 0), checking what reads back. Throws flexgen::Error for a bad size, a
+// directory that cannot be used, too little space, or data that does not read back.
 DiskMeasurement measure_disk(const std::filesystem::path& directory, Bytes total, Bytes transfer,
-                             const ProfileProgress& progress = {});
+                             const ProfileProgress& progress = {}, Bytes small_bytes = 0,
+                             int small_count = 0);
 
 // `passes` timed multithreaded memcpy passes between two buffers of `buffer_bytes` after one
 // untimed pass (the first touch of the pages).
 HostMemoryMeasurement measure_host_memory(Bytes buffer_bytes, int passes);
 
-// `passes` timed passes (after one untimed) of decode attention with cpu_decode_attention_f16 (the
-// CUDA backend's delegated attention, fp16 rows) over `units` units at `positions` positions,
-// split over the parallel_for threads. Random data. `compressed`: the rows 4-bit
-// (cache_quant_spec, fp16 parameters), as with --compress-cache.
+// `passes` timed passes of decode attention with cpu_decode_attention_f16 (the CUDA backend's
+// delegated attention, fp16 rows) over `units` units at `positions` positions, split over the
+// parallel_for threads. Random data. A pass calls the kernel back to back for at least
+// `min_pass_seconds` (at least once), after a warm-up of two such passes. `compressed`: the rows
+// 4-bit (cache_quant_spec, fp16 parameters), as with --compress-cache.
 CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t head_dim,
-                                              std::int64_t positions, int passes, bool compressed = false);
+                                              std::int64_t positions, int passes, bool compressed = false,
+                                              double min_pass_seconds = 0.0);
 
 // Everything above plus the capacities.
 HostMeasurements profile_host(const HostProfileOptions& options);

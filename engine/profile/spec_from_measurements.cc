@@ -45,6 +45,11 @@ std::string host_description(const HostMeasurements& host) {
     << " through DiskStore in " << disk.directory << ", " << format_bytes(disk.total_bytes)
     << " written then read back in " << format_bytes(disk.transfer_bytes)
     << " transfers; total bytes over total time of each pass. ";
+  if (!disk.small_write_seconds.empty()) {
+    d << "disk_read/write_latency_s: " << disk.small_write_seconds.size() << " requests of " << disk.small_bytes
+      << " bytes at offsets off the 4 KiB blocks, one at a time, written then read back; the median time"
+      << " of one less its bytes at the whole-pass rate. ";
+  }
   d << "cpu_memory_bytes_per_s: memcpy of " << format_bytes(host.memory.buffer_bytes) << " on "
     << host.memory.threads << " threads, read + written bytes counted, median of "
     << host.memory.copy_bytes_per_s.size() << " passes after a warm-up pass. ";
@@ -57,7 +62,8 @@ std::string host_description(const HostMeasurements& host) {
     for (const CpuAttentionMeasurement& c : host.cpu_attention) {
       if (!c.compressed) d << " " << c.positions;
     }
-    d << " of each one's median of " << a.flops_per_s.size() << " passes. ";
+    d << " of each one's median of " << a.flops_per_s.size() << " passes (each pass calls the kernel back to back,"
+      << " " << a.calls_per_pass << " calls at the first shape, after a warm-up). ";
     for (const CpuAttentionMeasurement& c : host.cpu_attention) {
       if (c.compressed) {
         d << "cpu_cache_attention_flops_per_s: the same kernel over 4-bit cache rows (dequantized as it reads"
@@ -141,6 +147,12 @@ Seconds gpu_task_overhead_s(const TaskOverheadMeasurement& overhead) {
   return median_of(overhead.seconds, "the GPU compute tasks of the tiny model");
 }
 
+Seconds disk_request_latency_s(const std::vector<double>& seconds, Bytes bytes, BytesPerSecond rate) {
+  if (seconds.empty()) return 0.0;
+  FLEXGEN_REQUIRE(rate > 0, "profile: no disk rate to take the small requests' bytes off");
+  return std::max(0.0, median_of(seconds, "the small disk requests") - static_cast<double>(bytes) / rate);
+}
+
 BytesPerSecond gpu_memory_bytes_per_s(const GpuMemoryMeasurement& memory) {
   return std::max(median_of(memory.memcpy_bytes_per_s, "GPU device-to-device cudaMemcpy"),
                   median_of(memory.copy_kernel_bytes_per_s, "the GPU copy kernel"));
@@ -164,6 +176,10 @@ HardwareSpec spec_from_measurements(const HostMeasurements& host, const GpuMeasu
   spec.d2h_bytes_per_s = median_of(gpu.transfers.d2h_pinned_bytes_per_s, "pinned d2h copies");
   spec.disk_read_bytes_per_s = host.disk.read_bytes_per_s;
   spec.disk_write_bytes_per_s = host.disk.write_bytes_per_s;
+  spec.disk_read_latency_s =
+      disk_request_latency_s(host.disk.small_read_seconds, host.disk.small_bytes, host.disk.read_bytes_per_s);
+  spec.disk_write_latency_s =
+      disk_request_latency_s(host.disk.small_write_seconds, host.disk.small_bytes, host.disk.write_bytes_per_s);
   spec.gpu_gemm_prefill_flops_per_s = gemm_flops_per_s(gpu.gemms, Phase::kPrefill);
   spec.gpu_gemm_decode_flops_per_s = gemm_flops_per_s(gpu.gemms, Phase::kDecode);
   spec.gpu_attention_prefill_flops_per_s = gpu_attention_flops_per_s(gpu.attention, Phase::kPrefill);
@@ -234,7 +250,11 @@ nlohmann::json partial_spec_json(const HostMeasurements& host, const std::string
           {"disk_read_bytes_per_s", host.disk.read_bytes_per_s},
           {"disk_write_bytes_per_s", host.disk.write_bytes_per_s},
           {"cpu_attention_flops_per_s", cpu_attention_flops_per_s(host.cpu_attention)},
-          {"cpu_memory_bytes_per_s", median_of(host.memory.copy_bytes_per_s, "host memcpy passes")}};
+          {"cpu_memory_bytes_per_s", median_of(host.memory.copy_bytes_per_s, "host memcpy passes")},
+          {"disk_read_latency_s",
+           disk_request_latency_s(host.disk.small_read_seconds, host.disk.small_bytes, host.disk.read_bytes_per_s)},
+          {"disk_write_latency_s",
+           disk_request_latency_s(host.disk.small_write_seconds, host.disk.small_bytes, host.disk.write_bytes_per_s)}};
 }
 
 nlohmann::json measurements_json(const HostMeasurements& host, const GpuMeasurements* gpu,
@@ -246,6 +266,7 @@ nlohmann::json measurements_json(const HostMeasurements& host, const GpuMeasurem
                              {"positions", a.positions},
                              {"threads", a.threads},
                              {"compressed", a.compressed},
+                             {"calls_per_pass", a.calls_per_pass},
                              {"flops_per_s", samples_json(a.flops_per_s, "CPU attention")}});
   }
   const DiskMeasurement& disk = host.disk;
@@ -264,7 +285,10 @@ nlohmann::json measurements_json(const HostMeasurements& host, const GpuMeasurem
           {"write_bytes_per_s", disk.write_bytes_per_s},
           {"read_bytes_per_s", disk.read_bytes_per_s},
           {"write_transfer_bytes_per_s", samples_json(disk.write_transfer_bytes_per_s, "disk writes")},
-          {"read_transfer_bytes_per_s", samples_json(disk.read_transfer_bytes_per_s, "disk reads")}}},
+          {"read_transfer_bytes_per_s", samples_json(disk.read_transfer_bytes_per_s, "disk reads")},
+          {"small_bytes", disk.small_bytes},
+          {"small_write_seconds", disk.small_write_seconds},
+          {"small_read_seconds", disk.small_read_seconds}}},
         {"memory",
          {{"buffer_bytes", host.memory.buffer_bytes},
           {"threads", host.memory.threads},

@@ -5,6 +5,8 @@
 // Field by field:
 //   h2d_bytes_per_s / d2h_bytes_per_s   median of the pinned one-direction copies
 //   disk_read/write_bytes_per_s         whole-pass rates (total bytes / total time)
+//   disk_read/write_latency_s           median time of the small requests less their bytes at the
+//                                       whole-pass rate, at least 0 (left 0 when not measured)
 //   gpu_gemm_{prefill,decode}_flops_per_s   median over the phase's GEMM shapes of each shape's
 //                                       median
 //   gpu_attention_{prefill,decode}_flops_per_s   likewise over the attention shapes
@@ -44,6 +46,9 @@ FlopsPerSecond gpu_attention_flops_per_s(const std::vector<GpuAttentionMeasureme
 FlopsPerSecond cpu_attention_flops_per_s(const std::vector<CpuAttentionMeasurement>& attention,
                                          bool compressed = false);
 BytesPerSecond gpu_memory_bytes_per_s(const GpuMemoryMeasurement& memory);
+// The fixed time of one small disk request: the median of `seconds` less `bytes` at `rate`, at
+// least 0; 0 when `seconds` is empty.
+Seconds disk_request_latency_s(const std::vector<double>& seconds, Bytes bytes, BytesPerSecond rate);
 // Median over the dequantization shapes of each one's median; median of the task times.
 // Median over the shapes whose `what` starts with `kind` ("weight" or "cache") of each one's median;
 // 0 when there is none.

@@ -135,8 +135,7 @@ nlohmann::json hardware_override(std::string_view field, const nlohmann::json& v
   }
   const double d = number(v, "hw." + name, where);
   // The optional refinements take 0 (the term left out); every other field must be positive.
-  const bool optional = name == "gpu_task_overhead_s" || name == "gpu_dequant_bytes_per_s" ||
-                        name == "gpu_cache_dequant_bytes_per_s" || name == "cpu_cache_attention_flops_per_s";
+  const bool optional = HardwareSpec::optional_field(name);
   FLEXGEN_REQUIRE(d > 0 || (optional && d == 0), where, ": 'hw.", name, "' must be positive (got ", json_preview(v), ")");
   return v;
 }

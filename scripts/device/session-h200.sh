@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine with binaries built here and carried (see docs/reproducing.md):
-# profile the machine into experiments/hardware/h200-measured.json (unless it is there), run P1 of
+# profile the machine into experiments/hardware/h200-measured.json (unless it is there, or REPROFILE=1), run P1 of
 # issue 4 a few times (one with --op-times), the CUDA tests of the `test` build (fault points
 # compiled in), then engine sweeps with the time left, resuming from the committed results.
 # Usage (repository root; carry .device-deps, build/release/engine/flexgen, build/test/engine/flexgen,
@@ -12,7 +12,8 @@
 # (P1 defaults to on for an H100 only), gpu-tests.log, and <sweep>.jsonl and <sweep>.log per sweep;
 # FIXTURES=1 first makes the tiny-LLaMA HF fixture (fixtures.tar); LLAMA70B=1 runs issue 9's
 # 70B-class runs after the tests, LLAMA70B=after after the sweeps (llama70b.tar; LLAMA_PRECISION=fp16,q4 and LLAMA_TIMEOUT=240 per
-# command); SWEEP_ARGS go to every `flexgen sweep` (e.g. --retry-failed).
+# command); SWEEP_ARGS go to every `flexgen sweep` (e.g. --retry-failed); REPROFILE=1 profiles the
+# machine again even where its spec is committed (the sweeps then predict on the new one).
 set -uo pipefail
 commit=${1:?commit}
 shift
@@ -34,7 +35,7 @@ gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 case "$gpu" in *H100*) tag=h100 ;; *H200*) tag=h200 ;; *) tag=gpu ;; esac
 say "tag: $tag"
 spec=experiments/hardware/$tag-measured.json
-if [ ! -f "$spec" ]; then
+if [ ! -f "$spec" ] || [ "${REPROFILE:-0}" != 0 ]; then
   "$R" profile --name "$tag-measured" --output "$spec" --details "$tag-measured-measurements.json" \
       --offload-dir /tmp/flexgen-offload >>"$log" 2>&1
   say "profile: rc=$? at $(elapsed) s"

@@ -105,12 +105,20 @@ TEST(ProfileCli, HostOnlyWritesAPartialSpecAndTheMeasurements) {
   EXPECT_GT(spec["cpu_memory_bytes_per_s"].get<double>(), 1e8);
   EXPECT_LT(spec["cpu_memory_bytes_per_s"].get<double>(), 1e13);
   EXPECT_THROW(HardwareSpec::from_json(spec, "host.json"), Error);  // partial: no GPU fields
+  // The small disk requests' latencies: measured (16 with --quick), never negative.
+  EXPECT_THAT(r.err, HasSubstr("disk_write_latency_s"));
+  for (const char* key : {"disk_read_latency_s", "disk_write_latency_s"}) {
+    ASSERT_TRUE(spec.contains(key)) << key;
+    EXPECT_GE(spec[key].get<double>(), 0) << key;
+    EXPECT_LT(spec[key].get<double>(), 1.0) << key;
+  }
 
   // The raw numbers went next to it, under measurements/.
   std::ifstream details_in(dir / "measurements" / "host.json");
   ASSERT_TRUE(details_in.good());
   const nlohmann::json details = nlohmann::json::parse(details_in);
   EXPECT_EQ(details["host"]["disk"]["total_bytes"], 8 * 1024 * 1024);
+  EXPECT_EQ(details["host"]["disk"]["small_write_seconds"].size(), 16u);
   EXPECT_FALSE(details.contains("gpu"));
 
   // --json: the same on stdout.

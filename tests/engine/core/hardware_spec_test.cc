@@ -149,8 +149,13 @@ TEST(HardwareSpec, TheMeasuredRefinementsAreOptional) {
                 HasSubstr("hw.json: field 'gpu_task_overhead_s': expected a number >= 0"));
   }
   const std::vector<std::string> fields = HardwareSpec::numeric_fields();
-  EXPECT_EQ(fields.size(), 18u);
-  EXPECT_EQ(fields.back(), "cpu_cache_attention_flops_per_s");
+  EXPECT_EQ(fields.size(), 20u);
+  EXPECT_EQ(fields.back(), "disk_write_latency_s");
+  EXPECT_TRUE(HardwareSpec::optional_field("disk_read_latency_s"));
+  EXPECT_TRUE(HardwareSpec::optional_field("gpu_task_overhead_s"));
+  EXPECT_FALSE(HardwareSpec::optional_field("disk_read_bytes_per_s"));
+  EXPECT_FALSE(HardwareSpec::optional_field("name"));
+  EXPECT_EQ(plain.disk_write_latency_s, 0.0);
   EXPECT_EQ(plain.cpu_cache_attention_flops_per_s, 0.0);
   EXPECT_EQ(plain.gpu_cache_dequant_bytes_per_s, 0.0);
   json["gpu_task_overhead_s"] = 4.5e-5;

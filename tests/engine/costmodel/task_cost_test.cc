@@ -217,6 +217,36 @@ TEST(CostModelGolden, CacheOnDisk) {
   EXPECT_NEAR(e.decode_s, decode, 1e-15);
 }
 
+// The disk's per-request latency (disk_read/write_latency_s, 0 in t4-paper.json) is paid per
+// request of a disk task on top of its bytes: 2 for a cache read or write (keys, then values), one
+// per disk-homed tensor for a weight read (an OPT decoder layer has 16: q, k, v, out projections,
+// fc1, fc2, their biases and two LayerNorms' weight and bias), 1 for a hidden state.
+TEST(CostModelGolden, DiskRequestLatency) {
+  HardwareSpec hw = t4();
+  hw.disk_read_latency_s = 0.2e-3;
+  hw.disk_write_latency_s = 1e-3;
+  const Plan p = make({100, 0, 0, 0, 100, 0});
+  const Schedule s = make_schedule(p, ScheduleKind::kZigZag);
+  const TaskCost write = task_cost(find(s, TaskKind::kCacheWrite, 1, 1, 0), p, hw);
+  EXPECT_DOUBLE_EQ(write.link, 16384.0 / kDiskWrite);
+  EXPECT_DOUBLE_EQ(write.latency, 2e-3);
+  EXPECT_DOUBLE_EQ(write.seconds, 16384.0 / kDiskWrite + 2e-3);
+  EXPECT_DOUBLE_EQ(task_cost(find(s, TaskKind::kCacheRead, 2, 1, 1), p, hw).seconds,
+                   16384.0 * 129 / kDiskRead + 0.4e-3);
+  // Links other than the disk pay none.
+  EXPECT_DOUBLE_EQ(task_cost(find(s, TaskKind::kCacheLoad, 2, 1, 1), p, hw).seconds, 16384.0 * 129 / kH2d);
+
+  const Plan w = make({0, 0, 100, 0, 100, 0});  // weights on disk
+  const Schedule ws = make_schedule(w, ScheduleKind::kZigZag);
+  const TaskCost read = task_cost(find(ws, TaskKind::kWeightRead, 0, 1, -1), w, hw);
+  EXPECT_DOUBLE_EQ(read.seconds, kDecoderWeights / kDiskRead + 16 * 0.2e-3);
+
+  const Plan a = make({100, 0, 100, 0, 0, 0});  // hidden states on disk
+  const Schedule as = make_schedule(a, ScheduleKind::kZigZag);
+  EXPECT_DOUBLE_EQ(task_cost(find(as, TaskKind::kActWrite, 1, 1, 0), a, hw).latency, 1e-3);
+  EXPECT_DOUBLE_EQ(task_cost(find(as, TaskKind::kActRead, 1, 1, 0), a, hw).latency, 0.2e-3);
+}
+
 // CPU delegation with the cache on the CPU: decode attention over the 64 CPU units of a batch runs
 // on the CPU: 64 * 2*64 * ((p + 1) + (p + 1)) FLOP = 16384 (p + 1) FLOP; at 0.0123e12 FLOP/s that
 // is slower than reading its 16384 (p + 1) B at 100e9 B/s. The GPU sends the query and the new key

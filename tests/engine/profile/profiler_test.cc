@@ -97,6 +97,23 @@ TEST(HostProfile, DiskTransferLargerThanTotalIsClamped) {
   EXPECT_EQ(m.write_transfer_bytes_per_s.size(), 1u);
 }
 
+TEST(HostProfile, DiskSmallRequestsAreTimedAndReadBack) {
+  ScratchDir dir;
+  // 4 MiB holds 4 MiB / ((37 KiB / 4 KiB + 2) * 4 KiB = 44 KiB) = 93 requests of 37 KiB + 96.
+  const Bytes small = 37 * kKiB + 96;
+  DiskMeasurement m = measure_disk(dir.path(), 4 * kMiB, 1 * kMiB, {}, small, 8);
+  EXPECT_EQ(m.small_bytes, small);
+  ASSERT_EQ(m.small_write_seconds.size(), 8u);
+  ASSERT_EQ(m.small_read_seconds.size(), 8u);
+  for (double s : m.small_write_seconds) EXPECT_GT(s, 0.0);
+  // As many as fit the test size: 64 KiB holds one 44 KiB stretch.
+  m = measure_disk(dir.path(), 64 * kKiB, 64 * kKiB, {}, small, 8);
+  EXPECT_EQ(m.small_write_seconds.size(), 1u);
+  m = measure_disk(dir.path(), 64 * kKiB, 64 * kKiB);  // none asked
+  EXPECT_TRUE(m.small_write_seconds.empty());
+  EXPECT_EQ(m.small_bytes, 0);
+}
+
 TEST(HostProfile, DiskBadSizesAndDirectories) {
   ScratchDir dir;
   EXPECT_THAT(error_of([&] { measure_disk(dir.path(), 5000, 4096); }), HasSubstr("multiple of 4 KiB"));
@@ -126,6 +143,15 @@ TEST(HostProfile, CpuAttentionThroughputIsPlausible) {
   // A CPU does between a million and ten trillion of these FLOPs a second.
   expect_all_within(m.flops_per_s, 1e6, 1e13);
   EXPECT_THAT(error_of([] { measure_cpu_attention(0, 64, 256, 1); }), HasSubstr("positive units"));
+  EXPECT_EQ(m.calls_per_pass, 1);  // no minimum pass time: one call a pass
+}
+
+// With a minimum pass time, a pass calls the kernel back to back until it has run that long.
+TEST(HostProfile, CpuAttentionPassesLastTheMinimumTime) {
+  const CpuAttentionMeasurement m = measure_cpu_attention(4, 32, 16, 3, false, 0.02);
+  EXPECT_GT(m.calls_per_pass, 1);  // one call of 4 x 16 x 32 takes far less than 20 ms
+  EXPECT_EQ(m.flops_per_s.size(), 3u);
+  expect_all_within(m.flops_per_s, 1e5, 1e13);
 }
 
 TEST(HostProfile, ProfileHostFillsEveryField) {
@@ -145,6 +171,8 @@ TEST(HostProfile, ProfileHostFillsEveryField) {
   EXPECT_GT(h.disk_free_bytes, 0);
   EXPECT_GE(h.hardware_threads, 1);
   EXPECT_EQ(h.disk.total_bytes, 4 * kMiB);
+  EXPECT_EQ(h.disk.small_write_seconds.size(), 16u);  // quick: 16 small requests
+  EXPECT_EQ(h.disk.small_read_seconds.size(), 16u);
   EXPECT_EQ(h.memory.copy_bytes_per_s.size(), 2u);
   // One fp16 measurement per number of positions, then the 4-bit cache at the first.
   ASSERT_EQ(h.cpu_attention.size(), 3u);

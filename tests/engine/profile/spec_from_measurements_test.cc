@@ -162,6 +162,30 @@ TEST(ProfileSpec, DequantizationAndTaskOverheadAreMediansWhenMeasured) {
   EXPECT_EQ(m["gpu"]["task_overhead"]["seconds"]["samples"].size(), 4u);
 }
 
+// Small disk requests: the median time less the bytes at the whole-pass rate. 40960 bytes at
+// 1.5e9 B/s (write) take 27.306... us, at 3e9 (read) 13.653... us; medians 1000 us and 200 us.
+TEST(ProfileSpec, DiskLatencyIsTheSmallRequestsMedianLessTheirBytes) {
+  HostMeasurements host = fake_host();
+  HardwareSpec spec = spec_from_measurements(host, fake_gpu(), "h", "2025-01-02");
+  EXPECT_EQ(spec.disk_write_latency_s, 0.0);  // not measured: left out
+  EXPECT_EQ(spec.disk_read_latency_s, 0.0);
+  host.disk.small_bytes = 40960;
+  host.disk.small_write_seconds = {1200e-6, 900e-6, 1000e-6};
+  host.disk.small_read_seconds = {300e-6, 100e-6, 200e-6, 200e-6};
+  spec = spec_from_measurements(host, fake_gpu(), "h", "2025-01-02");
+  EXPECT_NEAR(spec.disk_write_latency_s, 1000e-6 - 40960.0 / 1.5e9, 1e-12);
+  EXPECT_NEAR(spec.disk_write_latency_s, 972.693e-6, 1e-9);
+  EXPECT_NEAR(spec.disk_read_latency_s, 186.347e-6, 1e-9);
+  EXPECT_THAT(spec.description, HasSubstr("disk_read/write_latency_s: 3 requests of 40960 bytes"));
+  EXPECT_EQ(HardwareSpec::from_json(nlohmann::json::parse(spec.to_json().dump()), "round trip"), spec);
+  // Requests faster than their bytes at the streaming rate: no negative latency.
+  EXPECT_EQ(disk_request_latency_s({10e-6}, 40960, 1.5e9), 0.0);
+  EXPECT_EQ(disk_request_latency_s({}, 40960, 1.5e9), 0.0);
+  const nlohmann::json m = measurements_json(host, nullptr, "h", "2025-01-02");
+  EXPECT_EQ(m["host"]["disk"]["small_write_seconds"].size(), 3u);
+  EXPECT_EQ(m["host"]["disk"]["small_bytes"], 40960);
+}
+
 TEST(ProfileSpec, WrittenJsonParsesWithTheStrictParser) {
   const HardwareSpec spec = spec_from_measurements(fake_host(), fake_gpu(), "h100-test", "2025-01-02");
   const nlohmann::json text = nlohmann::json::parse(spec.to_json().dump(2));
