@@ -145,15 +145,13 @@ void print_host_rows(std::ostream& out, const HostMeasurements& host) {
   table_row(out, "disk_read_bytes_per_s", gb_per_s(host.disk.read_bytes_per_s), io);
   table_row(out, "disk_write_bytes_per_s", gb_per_s(host.disk.write_bytes_per_s), io);
   if (!host.disk.small_write_seconds.empty()) {
-    const std::string small = format_bytes(host.disk.small_bytes) + " requests at unaligned offsets";
-    table_row(out, "disk_read_latency_s",
-              fixed(1e6 * disk_request_latency_s(host.disk.small_read_seconds, host.disk.small_bytes,
-                                                 host.disk.read_bytes_per_s), 1) + " us",
-              small + ", median " + fixed(1e6 * med(host.disk.small_read_seconds), 1) + " us");
-    table_row(out, "disk_write_latency_s",
-              fixed(1e6 * disk_request_latency_s(host.disk.small_write_seconds, host.disk.small_bytes,
-                                                 host.disk.write_bytes_per_s), 1) + " us",
-              small + ", median " + fixed(1e6 * med(host.disk.small_write_seconds), 1) + " us");
+    const std::string small = format_bytes(host.disk.small_bytes) + " requests at unaligned offsets, median ";
+    auto latency_row = [&](const char* key, const std::vector<double>& seconds, double rate) {
+      table_row(out, key, fixed(1e6 * disk_request_latency_s(seconds, host.disk.small_bytes, rate), 1) + " us",
+                small + fixed(1e6 * med(seconds), 1) + " us");
+    };
+    latency_row("disk_read_latency_s", host.disk.small_read_seconds, host.disk.read_bytes_per_s);
+    latency_row("disk_write_latency_s", host.disk.small_write_seconds, host.disk.write_bytes_per_s);
   }
   std::string per_positions;
   for (const CpuAttentionMeasurement& a : host.cpu_attention) {

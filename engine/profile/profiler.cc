@@ -202,29 +202,28 @@ DiskMeasurement measure_disk(const std::filesystem::path& directory, Bytes total
   // 4 KiB at offsets that are not block-aligned, one request at a time (the runtime waits for
   // each), every request in a fresh stretch of the file; then read back in the same pieces.
   if (small_count > 0 && small_bytes > 0) {
-    const Bytes stride = (small_bytes / kDiskAlignment + 2) * kDiskAlignment;
+    const Bytes n = std::min(small_bytes, transfer);  // the buffers hold `transfer` bytes
+    const Bytes stride = (n / kDiskAlignment + 2) * kDiskAlignment;
     const std::int64_t count = std::min<std::int64_t>(small_count, total / stride);
-    m.small_bytes = small_bytes;
+    auto offset_of = [&](std::int64_t i) { return i * stride + 512 + 8 * (i % 7); };
+    m.small_bytes = n;
     if (progress && count > 0) {
-      progress(str_cat("disk: ", count, " small requests of ", format_bytes(small_bytes),
+      progress(str_cat("disk: ", count, " small requests of ", format_bytes(n),
                        " at unaligned offsets, written then read"));
     }
-    std::memset(read_buffer.get(), 0, static_cast<std::size_t>(std::min(transfer, small_bytes)));
-    const Bytes n = std::min(small_bytes, transfer);
+    std::memset(read_buffer.get(), 0, static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < count; ++i) {
-      const Bytes offset = i * stride + 512 + 8 * (i % 7);
       const auto start = Clock::now();
-      store.write_sync(region, write_buffer.get(), n, offset);
+      store.write_sync(region, write_buffer.get(), n, offset_of(i));
       m.small_write_seconds.push_back(seconds_since(start));
     }
     for (std::int64_t i = 0; i < count; ++i) {
-      const Bytes offset = i * stride + 512 + 8 * (i % 7);
       const auto start = Clock::now();
-      store.read_sync(region, read_buffer.get(), n, offset);
+      store.read_sync(region, read_buffer.get(), n, offset_of(i));
       m.small_read_seconds.push_back(seconds_since(start));
       FLEXGEN_REQUIRE(std::memcmp(read_buffer.get(), write_buffer.get(), static_cast<std::size_t>(n)) == 0,
                       "profile: the disk test's small request read back different data than it wrote at offset ",
-                      offset, " of ", store.file_name());
+                      offset_of(i), " of ", store.file_name());
     }
   }
   store.release(region);
