@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/compress/quant4.h"
+#include "engine/core/error.h"
 #include "engine/core/parallel.h"
 #include "engine/runtime/unit_attention.h"
 #include "engine/tensor/tensor.h"
@@ -49,6 +50,10 @@ __attribute__((target("avx2,fma,f16c"))) void axpy_f16c(float w, const std::uint
     _mm256_storeu_ps(acc + d, _mm256_fmadd_ps(wv, x, _mm256_loadu_ps(acc + d)));
   }
 }
+void prefetch_row(const void* p, Bytes bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (Bytes o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
+}
 bool have_f16c() {
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                           __builtin_cpu_supports("f16c");
@@ -57,6 +62,10 @@ bool have_f16c() {
 #else
 float dot_f16c(const float* q, const std::uint16_t* k, std::int64_t n) { return dot_scalar(q, k, n); }
 void axpy_f16c(float w, const std::uint16_t* v, float* acc, std::int64_t n) { axpy_scalar(w, v, acc, n); }
+void prefetch_row(const void* p, Bytes bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (Bytes o = 0; o < bytes; o += 64) __builtin_prefetch(c + o);
+}
 bool have_f16c() { return false; }
 #endif
 
@@ -69,55 +78,171 @@ void append_row(const CpuAttentionBatch& a, std::byte* base, const std::uint16_t
   quantize_cache_row_f16(row, a.head_dim, dst, a.row_bytes);
 }
 
-void decode_row(const CpuAttentionBatch& a, const std::byte* src, float* out) {
-  if (a.compressed) {
-    dequantize(std::span<const std::byte>(src, static_cast<std::size_t>(a.row_bytes)), Shape{1, a.head_dim},
-               cache_quant_spec(ScaleType::kFloat16), std::span<float>(out, static_cast<std::size_t>(a.head_dim)));
-  } else {
-    const auto* h = reinterpret_cast<const std::uint16_t*>(src);
-    for (std::int64_t d = 0; d < a.head_dim; ++d) out[d] = half_to_float(h[d]);
+#if defined(__x86_64__)
+// n % 8 == 0.
+__attribute__((target("avx2,f16c"))) void widen_f16c(const std::uint16_t* h, float* out, std::int64_t n) {
+  for (std::int64_t d = 0; d < n; d += 8) {
+    _mm256_storeu_ps(out + d, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + d))));
   }
 }
+#else
+void widen_f16c(const std::uint16_t* h, float* out, std::int64_t n) {
+  for (std::int64_t d = 0; d < n; ++d) out[d] = half_to_float(h[d]);
+}
+#endif
 
-// 4-bit rows or sparse attention: each unit's rows decoded to float32, the unit_attention.h
-// functions on them.
-void attend_generic(const CpuAttentionBatch& a) {
-  const std::int64_t hd = a.head_dim, positions = a.past + 1, group = a.group;
-  parallel_for(a.units, 1, [&](std::int64_t begin, std::int64_t end) {
-    std::vector<float> keys(static_cast<std::size_t>(positions * hd)), values(keys.size()),
-        q(static_cast<std::size_t>(group * hd)), out(static_cast<std::size_t>(hd)), summed(static_cast<std::size_t>(hd));
-    for (std::int64_t i = begin; i < end; ++i) {
-      const std::int64_t pad = a.pad_len[static_cast<std::size_t>((a.unit0 + i) / a.num_heads)];
-      for (std::int64_t p = 0; p < positions; ++p) {
-        decode_row(a, a.keys + (p * a.units + i) * a.row_bytes, keys.data() + p * hd);
-        decode_row(a, a.values + (p * a.units + i) * a.row_bytes, values.data() + p * hd);
+// One home row to float32: fp16 widened, or a 4-bit row dequantized as dequantize() does it
+// (cache_quant_spec with fp16 parameters: groups of 64 along the row, x = code / s + m in float32),
+// without dequantize()'s per-call layout checks and buffers.
+class RowDecoder {
+ public:
+  explicit RowDecoder(const CpuAttentionBatch& a)
+      : hd_(a.head_dim), compressed_(a.compressed), fast_(have_f16c() && a.head_dim % 8 == 0) {
+    if (compressed_) {
+      layout_ = quant_layout(Shape{1, hd_}, cache_quant_spec(ScaleType::kFloat16));
+      FLEXGEN_REQUIRE(layout_.total_bytes <= a.row_bytes, "cpu attention: a 4-bit row of head_dim ", hd_, " needs ",
+                      layout_.total_bytes, " bytes, the cache holds ", a.row_bytes);
+    }
+  }
+  void operator()(const std::byte* src, float* out) const {
+    if (!compressed_) {
+      const auto* h = reinterpret_cast<const std::uint16_t*>(src);
+      if (fast_) {
+        widen_f16c(h, out, hd_);
+      } else {
+        for (std::int64_t d = 0; d < hd_; ++d) out[d] = half_to_float(h[d]);
       }
-      for (std::int64_t d = 0; d < group * hd; ++d) {
-        q[static_cast<std::size_t>(d)] = half_to_float(a.query[i * group * hd + d]);
+      return;
+    }
+    const auto* codes = reinterpret_cast<const std::uint8_t*>(src);
+    for (std::int64_t g = 0; g < layout_.groups_per_line; ++g) {
+      std::uint16_t mb = 0, sb = 0;
+      std::memcpy(&mb, src + layout_.mins_offset + g * 2, 2);
+      std::memcpy(&sb, src + layout_.scales_offset + g * 2, 2);
+      const float m = half_to_float(mb), s = half_to_float(sb);
+      // The group's 16 possible values, each computed as dequantize() computes it.
+      float value[16];
+      for (unsigned c = 0; c < 16; ++c) value[c] = static_cast<float>(c) / s + m;
+      const std::int64_t d1 = std::min(hd_, (g + 1) * layout_.group_size);
+      for (std::int64_t d = g * layout_.group_size; d < d1; ++d) {
+        out[d] = value[(codes[d / 2] >> (4 * (d & 1))) & 15u];
       }
-      std::vector<std::int64_t> kept;
-      if (a.kept > 0) {
-        // One selection per unit, scored with the group's summed query (the query itself for 1).
-        const float* selector = q.data();
-        if (group > 1) {
-          std::copy_n(q.data(), hd, summed.data());
-          for (std::int64_t g = 1; g < group; ++g) {
-            for (std::int64_t d = 0; d < hd; ++d) summed[static_cast<std::size_t>(d)] += q[static_cast<std::size_t>(g * hd + d)];
-          }
-          selector = summed.data();
+    }
+  }
+
+ private:
+  std::int64_t hd_;
+  bool compressed_, fast_;
+  QuantLayout layout_{};
+};
+
+// 4-bit rows or sparse attention. Like the dense fp16 path, threads take contiguous ranges of units
+// and stream the keys in home order, each row decoded once to float32 and scored against its
+// unit's queries with attention_dot, so every score, selection and output is the one that
+// unit_attention / select_top_k + sparse_unit_attention compute on the decoded rows.
+// Dense: the values stream in home order too, accumulated in double per query as softmax_combine
+// does. Sparse: the top k positions of each unit (scored with the group's summed query) and its
+// own; only those value rows are read.
+void attend_streamed(const CpuAttentionBatch& a) {
+  const std::int64_t hd = a.head_dim, past = a.past, positions = past + 1, group = a.group;
+  const bool sparse = a.kept > 0;
+  const RowDecoder decode(a);
+  const std::int64_t grain = std::max<std::int64_t>(1, a.units / (4 * static_cast<std::int64_t>(parallel_threads())));
+  parallel_for(a.units, grain, [&](std::int64_t begin, std::int64_t end) {
+    const std::int64_t n = end - begin, nq = n * group;
+    const auto at = [](std::int64_t i) { return static_cast<std::size_t>(i); };
+    std::vector<float> q(at(nq * hd)), row(at(hd)), score(at(nq * positions), 0.0f);
+    std::vector<std::int64_t> pad(at(n));
+    for (std::int64_t i = 0; i < n; ++i) pad[at(i)] = a.pad_len[at((a.unit0 + begin + i) / a.num_heads)];
+    for (std::int64_t d = 0; d < nq * hd; ++d) q[at(d)] = half_to_float(a.query[begin * group * hd + d]);
+    // The selection's query per unit: the query itself (group 1) or the group's summed queries.
+    std::vector<float> selector;
+    std::vector<float> select_score;
+    if (sparse && group > 1) {
+      selector.assign(at(n * hd), 0.0f);
+      for (std::int64_t i = 0; i < n; ++i) {
+        float* sel = selector.data() + i * hd;
+        std::copy_n(q.data() + i * group * hd, hd, sel);
+        for (std::int64_t g = 1; g < group; ++g) {
+          for (std::int64_t d = 0; d < hd; ++d) sel[d] += q[at((i * group + g) * hd + d)];
         }
-        kept = select_top_k(selector, keys.data(), hd, a.past, pad, a.kept);
       }
-      for (std::int64_t g = 0; g < group; ++g) {
-        const float* qg = q.data() + g * hd;
-        if (a.kept > 0) {
-          sparse_unit_attention(qg, keys.data(), values.data(), hd, a.past, pad, kept, out.data());
-        } else {
-          unit_attention(qg, hd, keys.data(), values.data(), hd, 1, a.past, pad, out.data(), hd);
+      select_score.assign(at(n * past), 0.0f);
+    }
+    const std::byte* keys = a.keys + begin * a.row_bytes;
+    for (std::int64_t p = 0; p < positions; ++p) {
+      for (std::int64_t i = 0; i < n; ++i) {
+        const bool padded = p < pad[at(i)];
+        if (padded && !(p == past)) continue;
+        decode(keys + (p * a.units + i) * a.row_bytes, row.data());
+        for (std::int64_t g = 0; g < group; ++g) {
+          const std::int64_t j = i * group + g;
+          // A padding query attends to its own key only, with score 0 (unit_attention).
+          score[at(j * positions + p)] =
+              padded && !sparse ? 0.0f : attention_dot(q.data() + j * hd, row.data(), hd);
         }
-        for (std::int64_t d = 0; d < hd; ++d) {
-          a.out[(i * group + g) * hd + d] = float_to_half(out[static_cast<std::size_t>(d)]);
+        if (!selector.empty() && p < past) {
+          select_score[at(i * past + p)] = attention_dot(selector.data() + i * hd, row.data(), hd);
         }
+      }
+    }
+    std::vector<float> out(at(hd));
+    if (sparse) {
+      std::vector<float> scores, values, unit_scores(at(past));
+      std::vector<std::int64_t> local;
+      for (std::int64_t i = 0; i < n; ++i) {
+        const std::int64_t unit = begin + i;
+        const float* sel_scores = selector.empty() ? score.data() + i * group * positions : select_score.data() + i * past;
+        for (std::int64_t s = 0; s < past; ++s) {
+          unit_scores[at(s)] = s < pad[at(i)] ? -std::numeric_limits<float>::infinity() : sel_scores[s];
+        }
+        std::vector<std::int64_t> kept = top_k_of_scores(unit_scores, a.kept);
+        kept.erase(std::remove_if(kept.begin(), kept.end(), [&](std::int64_t s) { return s < pad[at(i)]; }), kept.end());
+        kept.push_back(past);
+        values.resize(at(static_cast<std::int64_t>(kept.size()) * hd));
+        local.resize(kept.size());
+        for (std::size_t r = 0; r < kept.size(); ++r) {
+          decode(a.values + (kept[r] * a.units + unit) * a.row_bytes, values.data() + static_cast<std::int64_t>(r) * hd);
+          local[r] = static_cast<std::int64_t>(r);
+        }
+        for (std::int64_t g = 0; g < group; ++g) {
+          const std::int64_t j = i * group + g;
+          scores.clear();
+          for (std::int64_t s : kept) scores.push_back(score[at(j * positions + s)]);
+          softmax_combine(scores, local, values.data(), hd, out.data());
+          for (std::int64_t d = 0; d < hd; ++d) a.out[(unit * group + g) * hd + d] = float_to_half(out[at(d)]);
+        }
+      }
+      return;
+    }
+    // Dense: softmax_combine's arithmetic, with the values streamed in home order.
+    std::vector<double> weight(at(nq * positions), 0.0), sum(at(nq), 0.0), acc(at(nq * hd), 0.0);
+    const auto first = [&](std::int64_t i) { return std::min(pad[at(i)], past); };
+    for (std::int64_t j = 0; j < nq; ++j) {
+      const std::int64_t p0 = first(j / group);
+      const float* sj = score.data() + j * positions;
+      const float top = *std::max_element(sj + p0, sj + positions);
+      for (std::int64_t p = p0; p < positions; ++p) {
+        weight[at(j * positions + p)] = std::exp(static_cast<double>(sj[p] - top));
+        sum[at(j)] += weight[at(j * positions + p)];
+      }
+    }
+    const std::byte* values = a.values + begin * a.row_bytes;
+    for (std::int64_t p = 0; p < positions; ++p) {
+      for (std::int64_t i = 0; i < n; ++i) {
+        if (p < first(i)) continue;
+        decode(values + (p * a.units + i) * a.row_bytes, row.data());
+        for (std::int64_t g = 0; g < group; ++g) {
+          const std::int64_t j = i * group + g;
+          const double w = weight[at(j * positions + p)];
+          double* accj = acc.data() + j * hd;
+          for (std::int64_t d = 0; d < hd; ++d) accj[d] += w * row[at(d)];
+        }
+      }
+    }
+    for (std::int64_t j = 0; j < nq; ++j) {
+      for (std::int64_t d = 0; d < hd; ++d) {
+        a.out[begin * group * hd + j * hd + d] = float_to_half(static_cast<float>(acc[at(j * hd + d)] / sum[at(j)]));
       }
     }
   });
@@ -181,6 +306,71 @@ void attend_dense_f16(const CpuAttentionBatch& a) {
   });
 }
 
+// Sparse over fp16 rows with F16C: as the dense fp16 path, each key row scored straight from fp16
+// (every position, in home order), then per unit the top k, the softmax over them and the new
+// token's own position in float32, and only the kept value rows read.
+void attend_sparse_f16(const CpuAttentionBatch& a) {
+  const std::int64_t hd = a.head_dim, past = a.past, positions = past + 1, group = a.group;
+  const std::int64_t row = a.row_bytes / 2;
+  const auto* keys = reinterpret_cast<const std::uint16_t*>(a.keys);
+  const auto* values = reinterpret_cast<const std::uint16_t*>(a.values);
+  const std::int64_t grain = std::max<std::int64_t>(1, a.units / (4 * static_cast<std::int64_t>(parallel_threads())));
+  parallel_for(a.units, grain, [&](std::int64_t begin, std::int64_t end) {
+    const auto at = [](std::int64_t i) { return static_cast<std::size_t>(i); };
+    const std::int64_t n = end - begin, nq = n * group;
+    std::vector<float> q(at(nq * hd)), score(at(nq * positions), 0.0f), selector;
+    std::vector<float> select_score;
+    std::vector<std::int64_t> pad(at(n));
+    for (std::int64_t i = 0; i < n; ++i) pad[at(i)] = a.pad_len[at((a.unit0 + begin + i) / a.num_heads)];
+    for (std::int64_t d = 0; d < nq * hd; ++d) q[at(d)] = half_to_float(a.query[begin * group * hd + d]);
+    if (group > 1) {  // one selection per unit, by the group's summed query
+      selector.assign(at(n * hd), 0.0f);
+      select_score.assign(at(n * past), 0.0f);
+      for (std::int64_t j = 0; j < nq; ++j) {
+        for (std::int64_t d = 0; d < hd; ++d) selector[at((j / group) * hd + d)] += q[at(j * hd + d)];
+      }
+    }
+    for (std::int64_t p = 0; p < positions; ++p) {
+      const std::uint16_t* r = keys + (p * a.units + begin) * row;
+      for (std::int64_t i = 0; i < n; ++i) {
+        if (p < pad[at(i)] && p < past) continue;
+        for (std::int64_t g = 0; g < group; ++g) {
+          const std::int64_t j = i * group + g;
+          score[at(j * positions + p)] = dot_f16c(q.data() + j * hd, r + i * row, hd);
+        }
+        if (group > 1 && p < past) select_score[at(i * past + p)] = dot_f16c(selector.data() + i * hd, r + i * row, hd);
+      }
+    }
+    std::vector<float> unit_scores(at(past)), acc(at(hd)), w;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::int64_t unit = begin + i;
+      const float* sel = group > 1 ? select_score.data() + i * past : score.data() + i * positions;
+      for (std::int64_t s = 0; s < past; ++s) {
+        unit_scores[at(s)] = s < pad[at(i)] ? -std::numeric_limits<float>::infinity() : sel[s];
+      }
+      std::vector<std::int64_t> kept = top_k_of_scores(unit_scores, a.kept);
+      kept.erase(std::remove_if(kept.begin(), kept.end(), [&](std::int64_t s) { return s < pad[at(i)]; }), kept.end());
+      kept.push_back(past);
+      w.resize(kept.size());
+      for (std::int64_t g = 0; g < group; ++g) {
+        const std::int64_t j = i * group + g;
+        float top = -std::numeric_limits<float>::infinity(), sum = 0.0f;
+        for (std::int64_t s : kept) top = std::max(top, score[at(j * positions + s)]);
+        for (std::size_t r = 0; r < kept.size(); ++r) {
+          w[r] = std::exp(score[at(j * positions + kept[r])] - top);
+          sum += w[r];
+        }
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        if (g == 0) {  // the kept rows are scattered over the home buffer: ask for them all first
+          for (std::int64_t s : kept) prefetch_row(values + (s * a.units + unit) * row, a.row_bytes);
+        }
+        for (std::size_t r = 0; r < kept.size(); ++r) axpy_f16c(w[r], values + (kept[r] * a.units + unit) * row, acc.data(), hd);
+        for (std::int64_t d = 0; d < hd; ++d) a.out[(unit * group + g) * hd + d] = float_to_half(acc[at(d)] / sum);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void quantize_cache_row_f16(const std::uint16_t* row, std::int64_t head_dim, std::byte* dst, Bytes row_bytes) {
@@ -196,8 +386,10 @@ void cpu_decode_attention_f16(const CpuAttentionBatch& a) {
     append_row(a, a.keys, a.new_key + i * a.head_dim, i);
     append_row(a, a.values, a.new_value + i * a.head_dim, i);
   }
-  if (a.compressed || a.kept > 0) {
-    attend_generic(a);
+  if (!a.compressed && a.kept > 0 && have_f16c() && a.head_dim % 8 == 0) {
+    attend_sparse_f16(a);
+  } else if (a.compressed || a.kept > 0) {
+    attend_streamed(a);
   } else {
     attend_dense_f16(a);
   }

@@ -17,6 +17,15 @@
 
 namespace flexgen {
 
+// q.k over n floats, accumulated in 8 interleaved lanes (the order every attention path here
+// uses, so that a score is the same number wherever it is computed).
+float attention_dot(const float* a, const float* b, std::int64_t n);
+
+// out = sum_i softmax(scores)_i * values[positions[i] * head_dim ...], the normaliser and the
+// sums accumulated in double.
+void softmax_combine(const std::vector<float>& scores, const std::vector<std::int64_t>& positions,
+                     const float* values, std::int64_t head_dim, float* out);
+
 // Dense causal attention for T queries at positions past .. past + T - 1.
 //   q:      T rows of head_dim, row t at q + t * q_stride
 //   keys, values: past + T rows of head_dim
@@ -29,6 +38,9 @@ void unit_attention(const float* q, std::int64_t q_stride, const float* keys, co
 // and come last; ties go to the lower position), sorted ascending. k <= past.
 std::vector<std::int64_t> select_top_k(const float* q, const float* keys, std::int64_t head_dim,
                                        std::int64_t past, std::int64_t pad, std::int64_t k);
+
+// The same selection over given scores of positions [0, past) (padding ones already -inf).
+std::vector<std::int64_t> top_k_of_scores(const std::vector<float>& scores, std::int64_t k);
 
 // Decode attention of the query at position `past` over the kept positions (padding ones are
 // skipped) and itself.

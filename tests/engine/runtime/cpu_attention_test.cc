@@ -190,6 +190,12 @@ TEST(CpuAttentionF16, FourBitRowsMatchTheReferenceOnDequantizedRows) {
   Case c{5, 1, 3, 64, 29, {0, 4}};
   c.compressed = true;
   check(c, 5);
+  Case many{40, 8, 8, 128, 300, {0, 7, 0, 150, 3, 0}};  // many units: several threads' ranges
+  many.compressed = true;
+  check(many, 12);
+  Case narrow{3, 0, 3, 12, 20, {2}};  // one short group per row, the scalar widening path
+  narrow.compressed = true;
+  check(narrow, 13);
 }
 
 TEST(CpuAttentionF16, TopKMatchesTheReferenceSelection) {
@@ -198,6 +204,11 @@ TEST(CpuAttentionF16, TopKMatchesTheReferenceSelection) {
   check(c, 6);
   c.compressed = true;
   check(c, 7);
+  Case many{40, 8, 8, 128, 300, {0, 7, 0, 150, 3, 0}};  // padding beyond k for some sequences
+  many.kept = 75;
+  check(many, 14);
+  many.compressed = true;
+  check(many, 15);
 }
 
 // Grouped-query attention (LLaMA): each unit (a key/value head) serves `group` query heads.
