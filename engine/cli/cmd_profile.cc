@@ -155,16 +155,22 @@ void print_host_rows(std::ostream& out, const HostMeasurements& host) {
   }
   std::string per_positions;
   for (const CpuAttentionMeasurement& a : host.cpu_attention) {
-    if (a.compressed) continue;
+    if (a.compressed || a.kept > 0) continue;
     per_positions += (per_positions.empty() ? "" : ", ") + std::to_string(a.positions) + ": " +
                      fixed(med(a.flops_per_s) / 1e9, 1);
   }
   table_row(out, "cpu_attention_flops_per_s", tflops(cpu_attention_flops_per_s(host.cpu_attention)),
             "GFLOP/s by positions " + per_positions);
   for (const CpuAttentionMeasurement& a : host.cpu_attention) {
-    if (!a.compressed) continue;
-    table_row(out, "cpu_cache_attention_flops_per_s", tflops(cpu_attention_flops_per_s(host.cpu_attention, true)),
-              "the same over 4-bit cache rows, " + std::to_string(a.positions) + " positions");
+    if (a.compressed && a.kept == 0) {
+      table_row(out, "cpu_cache_attention_flops_per_s", tflops(cpu_attention_flops_per_s(host.cpu_attention, true)),
+                "the same over 4-bit cache rows, " + std::to_string(a.positions) + " positions");
+    }
+    if (!a.compressed && a.kept > 0) {
+      table_row(out, "cpu_sparse_attention_flops_per_s",
+                tflops(cpu_attention_flops_per_s(host.cpu_attention, false, true)),
+                "top-k over fp16 rows, " + std::to_string(a.kept) + " of " + std::to_string(a.positions - 1) + " kept");
+    }
   }
   table_row(out, "cpu_memory_bytes_per_s", gb_per_s(med(host.memory.copy_bytes_per_s)),
             "memcpy on " + std::to_string(host.memory.threads) + " threads, read + written");

@@ -67,16 +67,18 @@ const std::initializer_list<std::string_view> kKnownKeys = {
     "gpu_dequant_bytes_per_s",
     "gpu_cache_dequant_bytes_per_s",
     "cpu_cache_attention_flops_per_s",
+    "cpu_sparse_attention_flops_per_s",
     "disk_read_latency_s",
     "disk_write_latency_s",
 };
 
 // Optional refinements (absent: 0, the term is left out of the cost model).
-constexpr std::array<RateField, 6> kOptionalFields = {{
+constexpr std::array<RateField, 7> kOptionalFields = {{
     {"gpu_task_overhead_s", &HardwareSpec::gpu_task_overhead_s},
     {"gpu_dequant_bytes_per_s", &HardwareSpec::gpu_dequant_bytes_per_s},
     {"gpu_cache_dequant_bytes_per_s", &HardwareSpec::gpu_cache_dequant_bytes_per_s},
     {"cpu_cache_attention_flops_per_s", &HardwareSpec::cpu_cache_attention_flops_per_s},
+    {"cpu_sparse_attention_flops_per_s", &HardwareSpec::cpu_sparse_attention_flops_per_s},
     {"disk_read_latency_s", &HardwareSpec::disk_read_latency_s},
     {"disk_write_latency_s", &HardwareSpec::disk_write_latency_s},
 }};

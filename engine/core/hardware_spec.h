@@ -50,6 +50,9 @@ struct HardwareSpec {
                                               // weights' rate
   FlopsPerSecond cpu_cache_attention_flops_per_s = 0;  // delegated CPU attention over a 4-bit cache
                                               // (rows dequantized as read); 0: cpu_attention_flops_per_s
+  FlopsPerSecond cpu_sparse_attention_flops_per_s = 0;  // delegated top-k attention over fp16 rows (FLOPs
+                                              // as the schedule counts them: every key scored,
+                                              // the kept values summed); 0: cpu_attention_flops_per_s
   // Fixed time of one small disk request beyond its bytes at the streaming rate (a cache append of
   // a few rows is an O_DIRECT read-modify-write of its edge blocks): the cost model adds it per
   // request of a disk task (engine/costmodel/task_cost.h). 0: bytes only.

@@ -67,6 +67,7 @@ TaskCostModel::TaskCostModel(const Plan& plan, const HardwareSpec& hardware, Sch
   // FLOPs each.
   const double flops_per_row = 2.0 * head_dim * static_cast<double>(plan.cache.queries_per_unit);
   compressed_cache_ = plan.policy.compress_cache();
+  sparse_ = plan.policy.attn_sparsity() < 1.0;
   if (plan.policy.compress_cache()) {
     const double dense_row = head_dim * dense_element;
     if (measured_dequant) {
@@ -141,10 +142,14 @@ TaskCost TaskCostModel::cost(const Task& task) const {
     }
     case Resource::kCpuCompute:
       if (task.attention_flops > 0) {
-        // A 4-bit cache: the kernel dequantizes the rows as it reads them, at its own rate.
-        const double rate = compressed_cache_ && hw.cpu_cache_attention_flops_per_s > 0
-                                ? hw.cpu_cache_attention_flops_per_s
-                                : hw.cpu_attention_flops_per_s;
+        // A 4-bit cache: the kernel dequantizes the rows as it reads them, at its own rate; top-k
+        // over fp16 rows (selection, scattered value rows) at its own too.
+        double rate = hw.cpu_attention_flops_per_s;
+        if (compressed_cache_ && hw.cpu_cache_attention_flops_per_s > 0) {
+          rate = hw.cpu_cache_attention_flops_per_s;
+        } else if (!compressed_cache_ && sparse_ && hw.cpu_sparse_attention_flops_per_s > 0) {
+          rate = hw.cpu_sparse_attention_flops_per_s;
+        }
         c.attention = std::max(task.attention_flops / rate,
                                task.attention_flops * bytes_per_attention_flop_ / hw.cpu_memory_bytes_per_s);
       }

@@ -29,6 +29,8 @@
 //     reads them dense); without it both are priced as memory traffic as above;
 //   cpu_cache_attention_flops_per_s: with a 4-bit cache, CPU attention runs at that rate (its
 //     kernel dequantizes the rows as it reads them; absent: cpu_attention_flops_per_s);
+//   cpu_sparse_attention_flops_per_s: top-k attention over an fp16 cache likewise (the selection
+//     and the scattered value rows make its counted FLOPs slower than the dense kernel's);
 //   gpu_task_overhead_s: every GPU compute task costs that much more (its kernel launches and
 //     host work, which a decode step of a small batch does not hide).
 // Every term is a linear function of the task's bytes and FLOPs (or a constant), so a sum of task
@@ -85,6 +87,7 @@ class TaskCostModel {
   double bytes_per_attention_flop_ = 0;
   double cache_dequant_bytes_per_flop_ = 0; // dense bytes a 4-bit cache dequantizes per attention FLOP
   bool compressed_cache_ = false;           // 4-bit cache: CPU attention at cpu_cache_attention_flops_per_s
+  bool sparse_ = false;                     // top-k over fp16 rows: at cpu_sparse_attention_flops_per_s
   ScheduleKind kind_;
 };
 

@@ -63,6 +63,9 @@ struct CpuAttentionMeasurement {
   // least a minimum time, after a warm-up of a few such passes.
   std::vector<double> flops_per_s;
   bool compressed = false;  // 4-bit cache rows (dequantized on the fly) instead of fp16
+  // Top-k sparse attention: the cached positions kept (0: dense). FLOPs per call are then as the
+  // schedule counts them, units * 2 * head_dim * (positions + kept + 1).
+  std::int64_t kept = 0;
   int calls_per_pass = 1;   // kernel calls per timed pass
 };
 

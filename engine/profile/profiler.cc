@@ -267,16 +267,19 @@ HostMemoryMeasurement measure_host_memory(Bytes buffer_bytes, int passes) {
 
 CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t head_dim,
                                               std::int64_t positions, int passes, bool compressed,
-                                              double min_pass_seconds) {
+                                              double min_pass_seconds, std::int64_t kept) {
   FLEXGEN_REQUIRE(units >= 1 && head_dim >= 1 && positions >= 1 && passes >= 1,
                   "profile: CPU attention needs positive units, head_dim, positions and passes (got ",
                   units, ", ", head_dim, ", ", positions, ", ", passes, ")");
+  FLEXGEN_REQUIRE(kept >= 0 && kept <= positions - 1, "profile: CPU attention keeps ", kept, " of ", positions - 1,
+                  " cached positions");
   CpuAttentionMeasurement m;
   m.units = units;
   m.head_dim = head_dim;
   m.positions = positions;
   m.threads = parallel_threads();
   m.compressed = compressed;
+  m.kept = kept;
 
   // The CUDA backend's delegated attention (cpu_delegation: cpu_decode_attention_f16) over fp16
   // rows in the home layout [positions, units, head_dim], the last position being the new token.
@@ -315,6 +318,7 @@ CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t h
   batch.values = reinterpret_cast<std::byte*>(values.get());
   batch.row_bytes = head_dim * 2;
   batch.out = out.get();
+  batch.kept = kept;
   // 4-bit rows: every row (head_dim values) quantized on its own, as the runtime stores them.
   std::unique_ptr<std::byte[]> q4_keys, q4_values;
   if (compressed) {
@@ -335,8 +339,10 @@ CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t h
     batch.compressed = true;
   }
 
-  const double flops = static_cast<double>(units) * 4.0 * static_cast<double>(positions) *
-                       static_cast<double>(head_dim);
+  // As the schedule counts them: every position scored and summed, or (top-k) every cached
+  // position and the new one scored, the kept ones and the new one summed.
+  const double flops = static_cast<double>(units) * 2.0 * static_cast<double>(head_dim) *
+                       static_cast<double>(kept > 0 ? positions + kept + 1 : 2 * positions);
   // A run calls the kernel back to back, with the cores busy; one short call on idle cores meets
   // them waking up (thread hand-off, clock ramp). So a pass repeats the kernel for at least
   // min_pass_seconds, after a warm-up of two such passes.
@@ -397,6 +403,18 @@ HostMeasurements profile_host(const HostProfileOptions& options) {
     h.cpu_attention.push_back(measure_cpu_attention(options.attention_units, options.attention_head_dim, positions,
                                                     options.attention_passes, true,
                                                     options.attention_min_pass_s));
+    // And top-k sparse attention over fp16 rows (--attn-sparsity 0.25), which scores every key but
+    // sums a quarter of the values: its own code path, not the dense kernel's rate.
+    const std::int64_t kept = (positions - 1) / 4;
+    if (kept >= 1) {
+      if (options.progress) {
+        options.progress(str_cat("CPU attention, top-k: ", options.attention_units, " units x ", positions,
+                                 " positions x head_dim ", options.attention_head_dim, ", ", kept, " kept"));
+      }
+      h.cpu_attention.push_back(measure_cpu_attention(options.attention_units, options.attention_head_dim, positions,
+                                                      options.attention_passes, false,
+                                                      options.attention_min_pass_s, kept));
+    }
   }
   return h;
 }

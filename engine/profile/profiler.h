@@ -57,10 +57,11 @@ HostMemoryMeasurement measure_host_memory(Bytes buffer_bytes, int passes);
 // delegated attention, fp16 rows) over `units` units at `positions` positions, split over the
 // parallel_for threads. Random data. A pass calls the kernel back to back for at least
 // `min_pass_seconds` (at least once), after a warm-up of two such passes. `compressed`: the rows
-// 4-bit (cache_quant_spec, fp16 parameters), as with --compress-cache.
+// 4-bit (cache_quant_spec, fp16 parameters), as with --compress-cache. `kept` > 0: top-k sparse
+// attention keeping that many of the positions - 1 cached ones (--attn-sparsity).
 CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t head_dim,
                                               std::int64_t positions, int passes, bool compressed = false,
-                                              double min_pass_seconds = 0.0);
+                                              double min_pass_seconds = 0.0, std::int64_t kept = 0);
 
 // Everything above plus the capacities.
 HostMeasurements profile_host(const HostProfileOptions& options);

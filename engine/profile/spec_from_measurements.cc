@@ -60,14 +60,19 @@ std::string host_description(const HostMeasurements& host) {
       << " threads, 4 * positions * head_dim FLOPs per unit as the schedule counts them, median over"
       << " positions";
     for (const CpuAttentionMeasurement& c : host.cpu_attention) {
-      if (!c.compressed) d << " " << c.positions;
+      if (!c.compressed && c.kept == 0) d << " " << c.positions;
     }
     d << " of each one's median of " << a.flops_per_s.size() << " passes (each pass calls the kernel back to back,"
       << " " << a.calls_per_pass << " calls at the first shape, after a warm-up). ";
     for (const CpuAttentionMeasurement& c : host.cpu_attention) {
-      if (c.compressed) {
+      if (c.compressed && c.kept == 0) {
         d << "cpu_cache_attention_flops_per_s: the same kernel over 4-bit cache rows (dequantized as it reads"
           << " them) at " << c.positions << " positions, median of " << c.flops_per_s.size() << " passes. ";
+      }
+      if (!c.compressed && c.kept > 0) {
+        d << "cpu_sparse_attention_flops_per_s: the same kernel's top-k attention over fp16 rows, " << c.kept
+          << " of " << c.positions - 1 << " cached positions kept, 2 * head_dim * (positions + kept + 1) FLOPs"
+          << " per unit as the schedule counts them, median of " << c.flops_per_s.size() << " passes. ";
       }
     }
   }
@@ -125,10 +130,11 @@ FlopsPerSecond gpu_attention_flops_per_s(const std::vector<GpuAttentionMeasureme
   return median_of(per_shape, str_cat("the ", phase_name(phase), " GPU attention shapes"));
 }
 
-FlopsPerSecond cpu_attention_flops_per_s(const std::vector<CpuAttentionMeasurement>& attention, bool compressed) {
+FlopsPerSecond cpu_attention_flops_per_s(const std::vector<CpuAttentionMeasurement>& attention, bool compressed,
+                                         bool sparse) {
   std::vector<double> per_shape;
   for (const CpuAttentionMeasurement& a : attention) {
-    if (a.compressed != compressed) continue;
+    if (a.compressed != compressed || (a.kept > 0) != sparse) continue;
     per_shape.push_back(
         median_of(a.flops_per_s, str_cat("CPU attention at ", a.positions, " positions")));
   }
@@ -185,9 +191,14 @@ HardwareSpec spec_from_measurements(const HostMeasurements& host, const GpuMeasu
   spec.gpu_attention_prefill_flops_per_s = gpu_attention_flops_per_s(gpu.attention, Phase::kPrefill);
   spec.gpu_attention_decode_flops_per_s = gpu_attention_flops_per_s(gpu.attention, Phase::kDecode);
   spec.cpu_attention_flops_per_s = cpu_attention_flops_per_s(host.cpu_attention);
-  const bool have_q4 = std::any_of(host.cpu_attention.begin(), host.cpu_attention.end(),
-                                   [](const CpuAttentionMeasurement& a) { return a.compressed; });
-  spec.cpu_cache_attention_flops_per_s = have_q4 ? cpu_attention_flops_per_s(host.cpu_attention, true) : 0.0;
+  const auto have = [&](bool compressed, bool sparse) {
+    return std::any_of(host.cpu_attention.begin(), host.cpu_attention.end(), [&](const CpuAttentionMeasurement& a) {
+      return a.compressed == compressed && (a.kept > 0) == sparse;
+    });
+  };
+  spec.cpu_cache_attention_flops_per_s = have(true, false) ? cpu_attention_flops_per_s(host.cpu_attention, true) : 0.0;
+  spec.cpu_sparse_attention_flops_per_s =
+      have(false, true) ? cpu_attention_flops_per_s(host.cpu_attention, false, true) : 0.0;
   spec.gpu_memory_bytes_per_s = gpu_memory_bytes_per_s(gpu.memory);
   spec.cpu_memory_bytes_per_s = median_of(host.memory.copy_bytes_per_s, "host memcpy passes");
   spec.gpu_dequant_bytes_per_s = gpu_dequant_bytes_per_s(gpu.dequant, "weight");
@@ -266,6 +277,7 @@ nlohmann::json measurements_json(const HostMeasurements& host, const GpuMeasurem
                              {"positions", a.positions},
                              {"threads", a.threads},
                              {"compressed", a.compressed},
+                             {"kept", a.kept},
                              {"calls_per_pass", a.calls_per_pass},
                              {"flops_per_s", samples_json(a.flops_per_s, "CPU attention")}});
   }

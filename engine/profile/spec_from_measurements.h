@@ -12,6 +12,7 @@
 //   gpu_attention_{prefill,decode}_flops_per_s   likewise over the attention shapes
 //   cpu_attention_flops_per_s           median over the positions of each one's median
 //   cpu_cache_attention_flops_per_s     the same kernel over 4-bit cache rows (0 without)
+//   cpu_sparse_attention_flops_per_s    the same kernel's top-k attention over fp16 rows (0 without)
 //   gpu_memory_bytes_per_s              the larger of the medians of cudaMemcpy device-to-device
 //                                       and of the copy kernel
 //   cpu_memory_bytes_per_s              median of the memcpy passes
@@ -42,9 +43,10 @@ std::string default_spec_name(const std::string& device_name);
 FlopsPerSecond gemm_flops_per_s(const std::vector<GemmMeasurement>& gemms, Phase phase);
 FlopsPerSecond gpu_attention_flops_per_s(const std::vector<GpuAttentionMeasurement>& attention,
                                          Phase phase);
-// Over the fp16 measurements, or with `compressed` the 4-bit-cache ones.
+// Over the dense fp16 measurements, or with `compressed` the 4-bit-cache ones, or with `sparse`
+// the top-k ones (of either kind of rows, as `compressed` says).
 FlopsPerSecond cpu_attention_flops_per_s(const std::vector<CpuAttentionMeasurement>& attention,
-                                         bool compressed = false);
+                                         bool compressed = false, bool sparse = false);
 BytesPerSecond gpu_memory_bytes_per_s(const GpuMemoryMeasurement& memory);
 // The fixed time of one small disk request: the median of `seconds` less `bytes` at `rate`, at
 // least 0; 0 when `seconds` is empty.

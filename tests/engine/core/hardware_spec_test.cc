@@ -149,7 +149,7 @@ TEST(HardwareSpec, TheMeasuredRefinementsAreOptional) {
                 HasSubstr("hw.json: field 'gpu_task_overhead_s': expected a number >= 0"));
   }
   const std::vector<std::string> fields = HardwareSpec::numeric_fields();
-  EXPECT_EQ(fields.size(), 20u);
+  EXPECT_EQ(fields.size(), 21u);
   EXPECT_EQ(fields.back(), "disk_write_latency_s");
   EXPECT_TRUE(HardwareSpec::optional_field("disk_read_latency_s"));
   EXPECT_TRUE(HardwareSpec::optional_field("gpu_task_overhead_s"));
@@ -157,6 +157,8 @@ TEST(HardwareSpec, TheMeasuredRefinementsAreOptional) {
   EXPECT_FALSE(HardwareSpec::optional_field("name"));
   EXPECT_EQ(plain.disk_write_latency_s, 0.0);
   EXPECT_EQ(plain.cpu_cache_attention_flops_per_s, 0.0);
+  EXPECT_EQ(plain.cpu_sparse_attention_flops_per_s, 0.0);
+  EXPECT_TRUE(HardwareSpec::optional_field("cpu_sparse_attention_flops_per_s"));
   EXPECT_EQ(plain.gpu_cache_dequant_bytes_per_s, 0.0);
   json["gpu_task_overhead_s"] = 4.5e-5;
   json["gpu_cache_dequant_bytes_per_s"] = 0.5e12;

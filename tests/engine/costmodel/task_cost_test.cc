@@ -286,6 +286,36 @@ TEST(CostModelGolden, CpuDelegationOverA4BitCache) {
                    16384.0 * 129 / kCpuFlops);
 }
 
+// Top-k (attn_sparsity 0.25) over the CPU's cache with delegation: at p = 128 the kernel scores
+// the 129 positions and sums k + 1 = floor(0.25 * 128) + 1 = 33 of them: 64 units * 2 * 64 *
+// (129 + 33) FLOPs, at cpu_sparse_attention_flops_per_s when the file has it (here 0.006e12),
+// else at cpu_attention_flops_per_s; a 4-bit cache keeps cpu_cache_attention_flops_per_s.
+TEST(CostModelGolden, CpuDelegationWithTopK) {
+  auto sparse_plan = [](bool compress_cache) {
+    PolicyConfig c = make({100, 0, 0, 100, 100, 0}, /*delegate=*/true, true, false, compress_cache).policy.config();
+    c.attn_sparsity = 0.25;
+    Workload w;
+    w.prompt_len = 128;
+    w.gen_len = 4;
+    w.num_sequences = 8;
+    return make_plan(spec(), w, Policy::create(c));
+  };
+  const double flops = 64.0 * 2 * 64 * (129 + 33);
+  const Plan p = sparse_plan(false);
+  const Schedule s = make_schedule(p, ScheduleKind::kZigZag);
+  const Task& t = find(s, TaskKind::kCpuAttention, 1, 1, 0);
+  ASSERT_DOUBLE_EQ(t.attention_flops, flops);
+  HardwareSpec hw = t4();
+  EXPECT_DOUBLE_EQ(task_cost(t, p, hw).attention, flops / kCpuFlops);
+  hw.cpu_sparse_attention_flops_per_s = 0.006e12;
+  hw.cpu_cache_attention_flops_per_s = 0.004e12;
+  EXPECT_DOUBLE_EQ(task_cost(t, p, hw).attention, flops / 0.006e12);
+  const Plan q = sparse_plan(true);
+  const Schedule sq = make_schedule(q, ScheduleKind::kZigZag);
+  const Task& tq = find(sq, TaskKind::kCpuAttention, 1, 1, 0);
+  EXPECT_DOUBLE_EQ(task_cost(tq, q, hw).attention, tq.attention_flops / 0.004e12);
+}
+
 // The measured refinements (flexgen profile): a 4-bit dequantization rate D and a fixed time O per
 // GPU compute task. 4-bit weights all on the GPU: the decode `compute` of gpu batch 0 dequantizes
 // the whole layer's 4-bit weights once for the block — q, k, v, out [1024, 1024] and fc1, fc2

@@ -146,6 +146,15 @@ TEST(HostProfile, CpuAttentionThroughputIsPlausible) {
   EXPECT_EQ(m.calls_per_pass, 1);  // no minimum pass time: one call a pass
 }
 
+// Top-k: the kept positions recorded; more than the cached positions is refused.
+TEST(HostProfile, CpuAttentionTopKKeepsWhatItIsAsked) {
+  const CpuAttentionMeasurement m = measure_cpu_attention(16, 64, 257, 2, false, 0.0, 64);
+  EXPECT_EQ(m.kept, 64);
+  EXPECT_FALSE(m.compressed);
+  expect_all_within(m.flops_per_s, 1e6, 1e13);
+  EXPECT_THAT(error_of([] { measure_cpu_attention(4, 32, 16, 1, false, 0.0, 16); }), HasSubstr("keeps 16 of 15"));
+}
+
 // With a minimum pass time, a pass calls the kernel back to back until it has run that long.
 TEST(HostProfile, CpuAttentionPassesLastTheMinimumTime) {
   const CpuAttentionMeasurement m = measure_cpu_attention(4, 32, 16, 3, false, 0.02);
@@ -175,13 +184,19 @@ TEST(HostProfile, ProfileHostFillsEveryField) {
   EXPECT_EQ(h.disk.small_read_seconds.size(), 16u);
   EXPECT_EQ(h.memory.copy_bytes_per_s.size(), 2u);
   // One fp16 measurement per number of positions, then the 4-bit cache at the first.
-  ASSERT_EQ(h.cpu_attention.size(), 3u);
+  ASSERT_EQ(h.cpu_attention.size(), 4u);
   EXPECT_EQ(h.cpu_attention[1].positions, 128);
   EXPECT_FALSE(h.cpu_attention[1].compressed);
   EXPECT_TRUE(h.cpu_attention[2].compressed);
   EXPECT_EQ(h.cpu_attention[2].positions, h.cpu_attention[0].positions);
   EXPECT_EQ(h.cpu_attention[2].flops_per_s.size(), 2u);
   for (double r : h.cpu_attention[2].flops_per_s) EXPECT_GT(r, 0.0);
+  // Then top-k over fp16 rows at the first number of positions, a quarter of the cached ones kept.
+  EXPECT_FALSE(h.cpu_attention[3].compressed);
+  EXPECT_EQ(h.cpu_attention[3].positions, 64);
+  EXPECT_EQ(h.cpu_attention[3].kept, 63 / 4);
+  EXPECT_EQ(h.cpu_attention[2].kept, 0);
+  for (double r : h.cpu_attention[3].flops_per_s) EXPECT_GT(r, 0.0);
   EXPECT_GE(lines, 4);  // disk write, disk read, memory, attention ...
   EXPECT_TRUE(std::filesystem::is_directory(dir.path() / "offload"));  // created
 }

@@ -156,6 +156,14 @@ TEST(ProfileSpec, DequantizationAndTaskOverheadAreMediansWhenMeasured) {
   EXPECT_DOUBLE_EQ(spec.cpu_cache_attention_flops_per_s, 1e10);
   EXPECT_DOUBLE_EQ(spec.cpu_attention_flops_per_s, 3.5e10);
   EXPECT_THAT(spec.description, HasSubstr("cpu_cache_attention_flops_per_s"));
+  EXPECT_EQ(spec.cpu_sparse_attention_flops_per_s, 0.0);
+  // And a top-k one over fp16 rows: its own field, neither other rate moved.
+  host.cpu_attention.push_back({1024, 128, 512, 16, {2e10, 2.5e10, 1.5e10}, false, 127});
+  spec = spec_from_measurements(host, gpu, "h", "2025-01-02");
+  EXPECT_DOUBLE_EQ(spec.cpu_sparse_attention_flops_per_s, 2e10);
+  EXPECT_DOUBLE_EQ(spec.cpu_cache_attention_flops_per_s, 1e10);
+  EXPECT_DOUBLE_EQ(spec.cpu_attention_flops_per_s, 3.5e10);
+  EXPECT_THAT(spec.description, HasSubstr("127 of 511 cached positions kept"));
   EXPECT_EQ(HardwareSpec::from_json(nlohmann::json::parse(spec.to_json().dump()), "round trip"), spec);
   const nlohmann::json m = measurements_json(fake_host(), &gpu, "h", "2025-01-02");
   EXPECT_EQ(m["gpu"]["dequant"].size(), 3u);
