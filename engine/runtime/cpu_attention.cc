@@ -136,6 +136,47 @@ class RowDecoder {
   QuantLayout layout_{};
 };
 
+// One thread's range [begin, end) of units: each unit's pad length, its queries widened to
+// float32 ([units, group * head_dim]) and, for top-k with grouped queries, each unit's summed
+// query, which selects for the whole group (empty otherwise: the query itself selects).
+struct UnitRange {
+  std::vector<std::int64_t> pad;
+  std::vector<float> q, selector;
+  UnitRange(const CpuAttentionBatch& a, std::int64_t begin, std::int64_t end) {
+    const std::int64_t n = end - begin, hd = a.head_dim, group = a.group;
+    pad.resize(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) {
+      pad[static_cast<std::size_t>(i)] = a.pad_len[static_cast<std::size_t>((a.unit0 + begin + i) / a.num_heads)];
+    }
+    q.resize(static_cast<std::size_t>(n * group * hd));
+    for (std::int64_t d = 0; d < n * group * hd; ++d) q[static_cast<std::size_t>(d)] = half_to_float(a.query[begin * group * hd + d]);
+    if (a.kept > 0 && group > 1) {
+      selector.resize(static_cast<std::size_t>(n * hd));
+      for (std::int64_t i = 0; i < n; ++i) {
+        float* sel = selector.data() + i * hd;
+        std::copy_n(q.data() + i * group * hd, hd, sel);
+        for (std::int64_t g = 1; g < group; ++g) {
+          for (std::int64_t d = 0; d < hd; ++d) sel[d] += q[static_cast<std::size_t>((i * group + g) * hd + d)];
+        }
+      }
+    }
+  }
+};
+
+// The positions a unit attends to under top-k: the k best of [0, past) by `selection` (a score
+// per position; padding ones are not read), less the padding ones, then its own position `past`.
+// `scratch` holds past floats.
+std::vector<std::int64_t> sparse_positions(const float* selection, std::int64_t past, std::int64_t pad, std::int64_t k,
+                                           std::vector<float>& scratch) {
+  for (std::int64_t s = 0; s < past; ++s) {
+    scratch[static_cast<std::size_t>(s)] = s < pad ? -std::numeric_limits<float>::infinity() : selection[s];
+  }
+  std::vector<std::int64_t> kept = top_k_of_scores(scratch, k);
+  kept.erase(std::remove_if(kept.begin(), kept.end(), [&](std::int64_t s) { return s < pad; }), kept.end());
+  kept.push_back(past);
+  return kept;
+}
+
 // 4-bit rows or sparse attention. Like the dense fp16 path, threads take contiguous ranges of units
 // and stream the keys in home order, each row decoded once to float32 and scored against its
 // unit's queries with attention_dot, so every score, selection and output is the one that
@@ -151,24 +192,11 @@ void attend_streamed(const CpuAttentionBatch& a) {
   parallel_for(a.units, grain, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t n = end - begin, nq = n * group;
     const auto at = [](std::int64_t i) { return static_cast<std::size_t>(i); };
-    std::vector<float> q(at(nq * hd)), row(at(hd)), score(at(nq * positions), 0.0f);
-    std::vector<std::int64_t> pad(at(n));
-    for (std::int64_t i = 0; i < n; ++i) pad[at(i)] = a.pad_len[at((a.unit0 + begin + i) / a.num_heads)];
-    for (std::int64_t d = 0; d < nq * hd; ++d) q[at(d)] = half_to_float(a.query[begin * group * hd + d]);
-    // The selection's query per unit: the query itself (group 1) or the group's summed queries.
-    std::vector<float> selector;
-    std::vector<float> select_score;
-    if (sparse && group > 1) {
-      selector.assign(at(n * hd), 0.0f);
-      for (std::int64_t i = 0; i < n; ++i) {
-        float* sel = selector.data() + i * hd;
-        std::copy_n(q.data() + i * group * hd, hd, sel);
-        for (std::int64_t g = 1; g < group; ++g) {
-          for (std::int64_t d = 0; d < hd; ++d) sel[d] += q[at((i * group + g) * hd + d)];
-        }
-      }
-      select_score.assign(at(n * past), 0.0f);
-    }
+    const UnitRange range(a, begin, end);
+    const std::vector<std::int64_t>& pad = range.pad;
+    const std::vector<float>& q = range.q;
+    const std::vector<float>& selector = range.selector;
+    std::vector<float> row(at(hd)), score(at(nq * positions), 0.0f), select_score(selector.empty() ? 0 : at(n * past));
     const std::byte* keys = a.keys + begin * a.row_bytes;
     for (std::int64_t p = 0; p < positions; ++p) {
       for (std::int64_t i = 0; i < n; ++i) {
@@ -188,17 +216,12 @@ void attend_streamed(const CpuAttentionBatch& a) {
     }
     std::vector<float> out(at(hd));
     if (sparse) {
-      std::vector<float> scores, values, unit_scores(at(past));
+      std::vector<float> scores, values, scratch(at(past));
       std::vector<std::int64_t> local;
       for (std::int64_t i = 0; i < n; ++i) {
         const std::int64_t unit = begin + i;
-        const float* sel_scores = selector.empty() ? score.data() + i * group * positions : select_score.data() + i * past;
-        for (std::int64_t s = 0; s < past; ++s) {
-          unit_scores[at(s)] = s < pad[at(i)] ? -std::numeric_limits<float>::infinity() : sel_scores[s];
-        }
-        std::vector<std::int64_t> kept = top_k_of_scores(unit_scores, a.kept);
-        kept.erase(std::remove_if(kept.begin(), kept.end(), [&](std::int64_t s) { return s < pad[at(i)]; }), kept.end());
-        kept.push_back(past);
+        const float* selection = selector.empty() ? score.data() + i * group * positions : select_score.data() + i * past;
+        const std::vector<std::int64_t> kept = sparse_positions(selection, past, pad[at(i)], a.kept, scratch);
         values.resize(at(static_cast<std::int64_t>(kept.size()) * hd));
         local.resize(kept.size());
         for (std::size_t r = 0; r < kept.size(); ++r) {
@@ -318,18 +341,11 @@ void attend_sparse_f16(const CpuAttentionBatch& a) {
   parallel_for(a.units, grain, [&](std::int64_t begin, std::int64_t end) {
     const auto at = [](std::int64_t i) { return static_cast<std::size_t>(i); };
     const std::int64_t n = end - begin, nq = n * group;
-    std::vector<float> q(at(nq * hd)), score(at(nq * positions), 0.0f), selector;
-    std::vector<float> select_score;
-    std::vector<std::int64_t> pad(at(n));
-    for (std::int64_t i = 0; i < n; ++i) pad[at(i)] = a.pad_len[at((a.unit0 + begin + i) / a.num_heads)];
-    for (std::int64_t d = 0; d < nq * hd; ++d) q[at(d)] = half_to_float(a.query[begin * group * hd + d]);
-    if (group > 1) {  // one selection per unit, by the group's summed query
-      selector.assign(at(n * hd), 0.0f);
-      select_score.assign(at(n * past), 0.0f);
-      for (std::int64_t j = 0; j < nq; ++j) {
-        for (std::int64_t d = 0; d < hd; ++d) selector[at((j / group) * hd + d)] += q[at(j * hd + d)];
-      }
-    }
+    const UnitRange range(a, begin, end);
+    const std::vector<std::int64_t>& pad = range.pad;
+    const std::vector<float>& q = range.q;
+    const std::vector<float>& selector = range.selector;  // one selection per unit, by the group's summed query
+    std::vector<float> score(at(nq * positions), 0.0f), select_score(group > 1 ? at(n * past) : 0);
     for (std::int64_t p = 0; p < positions; ++p) {
       const std::uint16_t* r = keys + (p * a.units + begin) * row;
       for (std::int64_t i = 0; i < n; ++i) {
@@ -341,16 +357,11 @@ void attend_sparse_f16(const CpuAttentionBatch& a) {
         if (group > 1 && p < past) select_score[at(i * past + p)] = dot_f16c(selector.data() + i * hd, r + i * row, hd);
       }
     }
-    std::vector<float> unit_scores(at(past)), acc(at(hd)), w;
+    std::vector<float> scratch(at(past)), acc(at(hd)), w;
     for (std::int64_t i = 0; i < n; ++i) {
       const std::int64_t unit = begin + i;
-      const float* sel = group > 1 ? select_score.data() + i * past : score.data() + i * positions;
-      for (std::int64_t s = 0; s < past; ++s) {
-        unit_scores[at(s)] = s < pad[at(i)] ? -std::numeric_limits<float>::infinity() : sel[s];
-      }
-      std::vector<std::int64_t> kept = top_k_of_scores(unit_scores, a.kept);
-      kept.erase(std::remove_if(kept.begin(), kept.end(), [&](std::int64_t s) { return s < pad[at(i)]; }), kept.end());
-      kept.push_back(past);
+      const float* selection = group > 1 ? select_score.data() + i * past : score.data() + i * positions;
+      const std::vector<std::int64_t> kept = sparse_positions(selection, past, pad[at(i)], a.kept, scratch);
       w.resize(kept.size());
       for (std::int64_t g = 0; g < group; ++g) {
         const std::int64_t j = i * group + g;
