@@ -182,10 +182,10 @@ class CudaRuntime final : public Runtime {
     std::size_t free0 = 0, total = 0;
     FLEXGEN_CUDA_CHECK(cudaMemGetInfo(&free0, &total));
     free_before_ = static_cast<Bytes>(free0);
-    FLEXGEN_REQUIRE(memory_.total[Tier::kGpu] <= static_cast<Bytes>(free0),
-                    "plan does not fit: the GPU tier needs ", format_bytes(memory_.total[Tier::kGpu]),
-                    " but the device has ", format_bytes(static_cast<Bytes>(free0)), " free; lower --gpu-mem or "
-                    "move data off the GPU (--percent)");
+    FLEXGEN_REQUIRE(memory_.total[Tier::kGpu] + kCudaGpuReserve <= static_cast<Bytes>(free0),
+                    "plan does not fit: the GPU tier needs ", format_bytes(memory_.total[Tier::kGpu]), " and ",
+                    format_bytes(kCudaGpuReserve), " stay free for the CUDA runtime, but the device has ",
+                    format_bytes(static_cast<Bytes>(free0)), " free; lower --gpu-mem or move data off the GPU (--percent)");
     arena_[0].reserve(Tier::kGpu, memory_.total[Tier::kGpu]);
     arena_[1].reserve(Tier::kCpu, memory_.total[Tier::kCpu]);
     allocate_all();

@@ -67,6 +67,8 @@ struct CpuAttentionMeasurement {
   // schedule counts them, units * 2 * head_dim * (positions + kept + 1).
   std::int64_t kept = 0;
   int calls_per_pass = 1;   // kernel calls per timed pass
+  int copies = 1;           // copies of the rows the calls cycle through (each call the next)
+  Bytes copy_bytes = 0;     // keys and values of one copy
 };
 
 struct HostMeasurements {

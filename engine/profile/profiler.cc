@@ -108,6 +108,7 @@ bool stamps_match(const char* buffer, Bytes n, std::int64_t transfer) {
 HostProfileOptions HostProfileOptions::full(std::filesystem::path offload_dir) {
   HostProfileOptions o;
   o.offload_dir = std::move(offload_dir);
+  o.attention_working_set = std::max<Bytes>(4 * last_level_cache_bytes(), kGiB);
   return o;
 }
 
@@ -123,6 +124,14 @@ HostProfileOptions HostProfileOptions::quick(std::filesystem::path offload_dir) 
   o.attention_min_pass_s = 0.02;
   o.disk_small_count = 16;
   return o;
+}
+
+Bytes last_level_cache_bytes() {
+#ifdef _SC_LEVEL3_CACHE_SIZE
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (l3 > 0) return static_cast<Bytes>(l3);
+#endif
+  return 0;
 }
 
 Bytes physical_memory_bytes() {
@@ -267,7 +276,7 @@ HostMemoryMeasurement measure_host_memory(Bytes buffer_bytes, int passes) {
 
 CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t head_dim,
                                               std::int64_t positions, int passes, bool compressed,
-                                              double min_pass_seconds, std::int64_t kept) {
+                                              double min_pass_seconds, std::int64_t kept, Bytes working_set) {
   FLEXGEN_REQUIRE(units >= 1 && head_dim >= 1 && positions >= 1 && passes >= 1,
                   "profile: CPU attention needs positive units, head_dim, positions and passes (got ",
                   units, ", ", head_dim, ", ", positions, ", ", passes, ")");
@@ -338,6 +347,24 @@ CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t h
     batch.row_bytes = row;
     batch.compressed = true;
   }
+  // Copies of the rows for the calls to cycle through: a run reads each layer's cache once per
+  // step, from memory; one copy that fits the last-level cache would be read from there.
+  const Bytes side = units * positions * batch.row_bytes;  // keys (or values) of one copy
+  m.copy_bytes = 2 * side;
+  m.copies = static_cast<int>(std::clamp<Bytes>((working_set + m.copy_bytes - 1) / m.copy_bytes, 1, 1024));
+  std::vector<std::unique_ptr<std::byte[]>> copies;
+  std::vector<std::pair<std::byte*, std::byte*>> rows = {{batch.keys, batch.values}};
+  for (int c = 1; c < m.copies; ++c) {
+    for (const std::byte* from : {rows.front().first, rows.front().second}) {
+      copies.emplace_back(new std::byte[static_cast<std::size_t>(side)]);
+      std::byte* to = copies.back().get();
+      parallel_for(side, 1 << 24, [&](std::int64_t b, std::int64_t e) {
+        std::memcpy(to + b, from + b, static_cast<std::size_t>(e - b));
+      });
+    }
+    rows.emplace_back(copies[copies.size() - 2].get(), copies.back().get());
+  }
+  std::size_t next_copy = 0;
 
   // As the schedule counts them: every position scored and summed, or (top-k) every cached
   // position and the new one scored, the kept ones and the new one summed.
@@ -348,7 +375,12 @@ CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t h
   // min_pass_seconds, after a warm-up of two such passes.
   auto timed_pass = [&](int calls) {
     const auto start = Clock::now();
-    for (int c = 0; c < calls; ++c) cpu_decode_attention_f16(batch);
+    for (int c = 0; c < calls; ++c) {
+      batch.keys = rows[next_copy].first;
+      batch.values = rows[next_copy].second;
+      next_copy = (next_copy + 1) % rows.size();
+      cpu_decode_attention_f16(batch);
+    }
     return std::max(seconds_since(start), 1e-9);
   };
   const double first_call = timed_pass(1);
@@ -390,7 +422,7 @@ HostMeasurements profile_host(const HostProfileOptions& options) {
     h.cpu_attention.push_back(measure_cpu_attention(options.attention_units,
                                                     options.attention_head_dim, positions,
                                                     options.attention_passes, false,
-                                                    options.attention_min_pass_s));
+                                                    options.attention_min_pass_s, 0, options.attention_working_set));
   }
   // The same kernel over a 4-bit cache (CPU delegation with --compress-cache), at the first
   // number of positions.
@@ -402,7 +434,7 @@ HostMeasurements profile_host(const HostProfileOptions& options) {
     }
     h.cpu_attention.push_back(measure_cpu_attention(options.attention_units, options.attention_head_dim, positions,
                                                     options.attention_passes, true,
-                                                    options.attention_min_pass_s));
+                                                    options.attention_min_pass_s, 0, options.attention_working_set));
     // And top-k sparse attention over fp16 rows (--attn-sparsity 0.25), which scores every key but
     // sums a quarter of the values: its own code path, not the dense kernel's rate.
     const std::int64_t kept = (positions - 1) / 4;
@@ -413,7 +445,7 @@ HostMeasurements profile_host(const HostProfileOptions& options) {
       }
       h.cpu_attention.push_back(measure_cpu_attention(options.attention_units, options.attention_head_dim, positions,
                                                       options.attention_passes, false,
-                                                      options.attention_min_pass_s, kept));
+                                                      options.attention_min_pass_s, kept, options.attention_working_set));
     }
   }
   return h;

@@ -27,6 +27,11 @@ struct HostProfileOptions {
   std::vector<std::int64_t> attention_positions = {512, 1024, 2048};
   int attention_passes = 5;
   double attention_min_pass_s = 0.05;  // each pass repeats the kernel for at least this long
+  // Bytes of cache rows the calls cycle through (copies of the rows, each call the next copy), so
+  // that every call reads its rows from memory as a run's does (each layer's cache once per step)
+  // rather than from a last-level cache the rows fit in; 0: one copy. full(): the larger of 4x the
+  // L3 cache and 1 GiB.
+  Bytes attention_working_set = 0;
   ProfileProgress progress;
 
   // The default run and the --quick one (smaller sizes, fewer passes).
@@ -34,6 +39,8 @@ struct HostProfileOptions {
   static HostProfileOptions quick(std::filesystem::path offload_dir);
 };
 
+// The last-level (L3) cache in bytes (sysconf), 0 when the system does not say.
+Bytes last_level_cache_bytes();
 // Physical memory in bytes (sysconf); throws flexgen::Error when the system does not say.
 Bytes physical_memory_bytes();
 // Free space for unprivileged users on the file system holding `directory` (statvfs); throws
@@ -58,10 +65,13 @@ HostMemoryMeasurement measure_host_memory(Bytes buffer_bytes, int passes);
 // parallel_for threads. Random data. A pass calls the kernel back to back for at least
 // `min_pass_seconds` (at least once), after a warm-up of two such passes. `compressed`: the rows
 // 4-bit (cache_quant_spec, fp16 parameters), as with --compress-cache. `kept` > 0: top-k sparse
-// attention keeping that many of the positions - 1 cached ones (--attn-sparsity).
+// attention keeping that many of the positions - 1 cached ones (--attn-sparsity). `working_set`:
+// the calls cycle through as many copies of the rows as make at least that many bytes (one copy
+// for 0).
 CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t head_dim,
                                               std::int64_t positions, int passes, bool compressed = false,
-                                              double min_pass_seconds = 0.0, std::int64_t kept = 0);
+                                              double min_pass_seconds = 0.0, std::int64_t kept = 0,
+                                              Bytes working_set = 0);
 
 // Everything above plus the capacities.
 HostMeasurements profile_host(const HostProfileOptions& options);

@@ -8,6 +8,7 @@
 
 #include "engine/core/error.h"
 #include "engine/core/format.h"
+#include "engine/runtime/cuda_workspace.h"
 
 namespace flexgen {
 namespace {
@@ -63,7 +64,12 @@ std::string host_description(const HostMeasurements& host) {
       if (!c.compressed && c.kept == 0) d << " " << c.positions;
     }
     d << " of each one's median of " << a.flops_per_s.size() << " passes (each pass calls the kernel back to back,"
-      << " " << a.calls_per_pass << " calls at the first shape, after a warm-up). ";
+      << " " << a.calls_per_pass << " calls at the first shape, after a warm-up";
+    if (a.copies > 1) {
+      d << "; the calls cycle through " << a.copies << " copies of the rows, " << format_bytes(a.copies * a.copy_bytes)
+        << " at the first shape, so that each reads its rows from memory as a run does, not from the last-level cache";
+    }
+    d << "). ";
     for (const CpuAttentionMeasurement& c : host.cpu_attention) {
       if (c.compressed && c.kept == 0) {
         d << "cpu_cache_attention_flops_per_s: the same kernel over 4-bit cache rows (dequantized as it reads"
@@ -175,7 +181,8 @@ HardwareSpec spec_from_measurements(const HostMeasurements& host, const GpuMeasu
   HardwareSpec spec;
   spec.name = name;
   // What a run can allocate (older measurement files without the free figure: the total).
-  spec.gpu_memory_bytes = gpu.free_memory_bytes > 0 ? gpu.free_memory_bytes : gpu.memory_bytes;
+  spec.gpu_memory_bytes =
+      std::max<Bytes>(0, (gpu.free_memory_bytes > 0 ? gpu.free_memory_bytes : gpu.memory_bytes) - kCudaGpuReserve);
   spec.cpu_memory_bytes = host.memory_bytes;
   spec.disk_bytes = host.disk_free_bytes;
   spec.h2d_bytes_per_s = median_of(gpu.transfers.h2d_pinned_bytes_per_s, "pinned h2d copies");
@@ -240,7 +247,8 @@ HardwareSpec spec_from_measurements(const HostMeasurements& host, const GpuMeasu
   }
   d << "gpu_memory_bytes_per_s: the better of cudaMemcpy device to device and a copy kernel over "
     << format_bytes(gpu.memory.buffer_bytes) << " buffers, read + written bytes counted. "
-    << "gpu_memory_bytes: cudaMemGetInfo free once a context and a cuBLAS handle exist (of " << format_bytes(gpu.memory_bytes) << " total). ";
+    << "gpu_memory_bytes: cudaMemGetInfo free once a context and a cuBLAS handle exist (of " << format_bytes(gpu.memory_bytes) << " total), less the "
+    << format_bytes(kCudaGpuReserve) << " the CUDA backend leaves for the CUDA runtime and cuBLAS. ";
   d << host_description(host);
   spec.description = d.str();
   spec.validate();
@@ -279,6 +287,8 @@ nlohmann::json measurements_json(const HostMeasurements& host, const GpuMeasurem
                              {"compressed", a.compressed},
                              {"kept", a.kept},
                              {"calls_per_pass", a.calls_per_pass},
+                             {"copies", a.copies},
+                             {"copy_bytes", a.copy_bytes},
                              {"flops_per_s", samples_json(a.flops_per_s, "CPU attention")}});
   }
   const DiskMeasurement& disk = host.disk;

@@ -18,6 +18,13 @@ inline constexpr int kCudaMaxDecodeSplits = 64;                // position split
 // Prompts from this length take the tensor-core prefill attention; shorter ones the CUDA-core
 // kernel (exact per unit, no score buffer).
 inline constexpr std::int64_t kCudaGemmPrefillMinTokens = 32;
+// Device memory a plan leaves free for the CUDA runtime and cuBLAS, which take some after the
+// arena is allocated (kernel modules loaded at their first launch, cuBLASLt's internal state). A
+// searched OPT-30B policy that left 60 MB free on an H100 failed at a random cublasLtMatmul
+// launch (CUBLAS_STATUS_EXECUTION_FAILED) while the same policy with 3 GB free ran (docs/
+// experiments.md). The backend refuses a plan that leaves less; `flexgen profile` takes it off the
+// measured free memory, so the policy search plans within what the backend accepts.
+inline constexpr Bytes kCudaGpuReserve = 512 * kMiB;
 // What the cost model adds for the alignment padding of the planned buffers (each weight tensor and
 // cache buffer starts at a kCudaGpuAlign boundary: at most 255 bytes each, a few thousand buffers).
 inline constexpr Bytes kCudaPaddingAllowance = 64 * kMiB;

@@ -163,6 +163,22 @@ TEST(HostProfile, CpuAttentionPassesLastTheMinimumTime) {
   expect_all_within(m.flops_per_s, 1e5, 1e13);
 }
 
+// A working set: the calls cycle through enough copies of the rows to make it (keys and values of
+// 16 units x 256 positions x 64 fp16 values are 2 x 512 KiB a copy, 4-bit rows 2 x 144 KiB).
+TEST(HostProfile, CpuAttentionCyclesThroughCopiesOfTheRows) {
+  const CpuAttentionMeasurement one = measure_cpu_attention(16, 64, 256, 1);
+  EXPECT_EQ(one.copies, 1);
+  EXPECT_EQ(one.copy_bytes, 2 * 16 * 256 * 64 * 2);
+  const CpuAttentionMeasurement fp16 = measure_cpu_attention(16, 64, 256, 2, false, 0.0, 0, 3 * kMiB + 1);
+  EXPECT_EQ(fp16.copies, 4);  // ceil((3 MiB + 1) / 1 MiB)
+  expect_all_within(fp16.flops_per_s, 1e6, 1e13);
+  const CpuAttentionMeasurement q4 = measure_cpu_attention(16, 64, 256, 2, true, 0.0, 0, 3 * kMiB);
+  // A 64-value row in 4 bits: 32 bytes of codes, one fp16 minimum and one fp16 scale per group of 64.
+  EXPECT_EQ(q4.copy_bytes, 2 * 16 * 256 * (32 + 2 + 2));
+  EXPECT_EQ(q4.copies, 11);  // ceil(3 MiB / 288 KiB)
+  expect_all_within(q4.flops_per_s, 1e6, 1e13);
+}
+
 TEST(HostProfile, ProfileHostFillsEveryField) {
   ScratchDir dir;
   HostProfileOptions options = HostProfileOptions::quick(dir.path() / "offload");
