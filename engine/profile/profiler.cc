@@ -352,17 +352,19 @@ CpuAttentionMeasurement measure_cpu_attention(std::int64_t units, std::int64_t h
   const Bytes side = units * positions * batch.row_bytes;  // keys (or values) of one copy
   m.copy_bytes = 2 * side;
   m.copies = static_cast<int>(std::clamp<Bytes>((working_set + m.copy_bytes - 1) / m.copy_bytes, 1, 1024));
+  // Each further copy is one buffer: its keys, then its values.
+  auto copy_side = [&](std::byte* to, const std::byte* from) {
+    parallel_for(side, 1 << 24, [&](std::int64_t b, std::int64_t e) {
+      std::memcpy(to + b, from + b, static_cast<std::size_t>(e - b));
+    });
+  };
   std::vector<std::unique_ptr<std::byte[]>> copies;
   std::vector<std::pair<std::byte*, std::byte*>> rows = {{batch.keys, batch.values}};
   for (int c = 1; c < m.copies; ++c) {
-    for (const std::byte* from : {rows.front().first, rows.front().second}) {
-      copies.emplace_back(new std::byte[static_cast<std::size_t>(side)]);
-      std::byte* to = copies.back().get();
-      parallel_for(side, 1 << 24, [&](std::int64_t b, std::int64_t e) {
-        std::memcpy(to + b, from + b, static_cast<std::size_t>(e - b));
-      });
-    }
-    rows.emplace_back(copies[copies.size() - 2].get(), copies.back().get());
+    std::byte* to = copies.emplace_back(new std::byte[static_cast<std::size_t>(2 * side)]).get();
+    copy_side(to, batch.keys);
+    copy_side(to + side, batch.values);
+    rows.emplace_back(to, to + side);
   }
   std::size_t next_copy = 0;
 
